@@ -1,0 +1,210 @@
+"""Devices: where tensors live and what computes on them.
+
+A device owns buffers (a NumPy array on ``cpu``; a CuPy array on ``cuda``) and
+implements the *kernel set* below. Every primitive in ``gpuad.ops.table`` names
+one kernel family and one op inside it, and nothing above this package calls
+NumPy or CuPy: that is what lets the same tape run forward and backward on any
+device without host round trips.
+
+>>> import gpuad as ad
+>>> with ad.device("cpu"):
+...     ad.constant([1.0, 2.0]).device
+'cpu'
+>>> "cpu" in ad.devices.available()
+True
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from ..errors import InvalidArgumentError
+
+__all__ = ["Device", "KERNEL_SET", "get", "available", "current", "device", "info"]
+
+#: The kernel set a device implements: family -> the op names in it. A family
+#: is one method on the device, called as ``device.<family>(op, *buffers, **attrs)``.
+KERNEL_SET: dict[str, frozenset[str]] = {
+    # element-wise, NumPy broadcasting between operands
+    "unary": frozenset("""neg abs sign square sqrt rsqrt reciprocal exp log log1p expm1
+        sin cos tan tanh sigmoid relu softplus erf floor round logical_not""".split()),
+    "binary": frozenset("""add sub mul div floordiv floormod pow maximum minimum
+        eq ne lt le gt ge logical_and logical_or""".split()),
+    # fused backward kernels: (forward result or input, upstream gradient) -> gradient
+    "unary_grad": frozenset("relu sigmoid tanh sqrt rsqrt reciprocal".split()),
+    "where": frozenset({"where"}),
+    "cast": frozenset({"cast"}),
+    # reductions over a set of axes, and the index reductions over one axis
+    "reduce": frozenset("sum max min prod logsumexp".split()),
+    "arg_reduce": frozenset("argmax argmin".split()),
+    # linear algebra (cuBLAS on cuda)
+    "matmul": frozenset({"matmul"}),
+    # layout
+    "layout": frozenset("reshape transpose broadcast_to strided_slice strided_slice_grad".split()),
+    "concat": frozenset({"concat"}),
+    "gather": frozenset("gather scatter_add".split()),
+    "one_hot": frozenset({"one_hot"}),
+    # nn
+    "softmax": frozenset("softmax log_softmax".split()),
+    "softmax_xent": frozenset({"softmax_xent"}),
+    # creation and random numbers (counter-based Philox-4x32-10)
+    "fill": frozenset({"fill"}),
+    "random": frozenset("uniform normal".split()),
+}
+
+
+class Device:
+    """The protocol a device implements.
+
+    Buffers are opaque to everything above ``devices/``; the device alone knows
+    whether they are NumPy or CuPy arrays. Subclasses implement ``from_host``,
+    ``to_host`` and one method per family of ``KERNEL_SET``, accepting every op
+    name listed there. Each buffer exposes ``.shape`` (a tuple) and ``.dtype``
+    (a NumPy dtype).
+    """
+
+    name: str = "abstract"
+    kind: str = "abstract"
+
+    def __repr__(self):
+        return f"<gpuad device {self.name}>"
+
+    def __str__(self):
+        return self.name
+
+    # transfers: the only paths between host memory and the device
+    def from_host(self, array):  # a NumPy array -> a buffer (always a copy)
+        raise NotImplementedError
+
+    def to_host(self, buffer):  # a buffer -> a new NumPy array
+        raise NotImplementedError
+
+    def supports(self, family: str, op: str) -> bool:
+        """Whether this device implements ``op`` of kernel ``family``."""
+        return op in self.kernels.get(family, ())
+
+    kernels: dict[str, frozenset[str]] = {}
+
+
+_factories: dict[str, callable] = {}
+_instances: dict[str, Device] = {}
+_lock = threading.Lock()
+
+
+def register(kind: str, factory) -> None:
+    """Make ``factory(name)`` build the device for names of this kind (``cpu``, ``cuda:0``)."""
+    _factories[kind] = factory
+
+
+def _canonical(name: str) -> str:
+    name = str(name).strip().lower()
+    if name.startswith("/"):  # TF-style "/GPU:0" or "/device:CPU:0"
+        name = name.rsplit("/", 1)[-1].removeprefix("device:")
+        name = {"gpu": "cuda"}.get(name.split(":")[0], name.split(":")[0]) + (
+            ":" + name.split(":")[1] if ":" in name else "")
+    if name == "cuda":
+        return "cuda:0"
+    if name.startswith("cpu"):
+        return "cpu"
+    return name
+
+
+def get(name) -> Device:
+    """The device of this name (``"cpu"``, ``"emulated"``, ``"cuda"``, ``"cuda:1"``)."""
+    if isinstance(name, Device):
+        return name
+    key = _canonical(name)
+    dev = _instances.get(key)
+    if dev is not None:
+        return dev
+    kind = key.split(":")[0]
+    factory = _factories.get(kind)
+    if factory is None:
+        raise ValueError(f"Unknown device {name!r}. Known device kinds: "
+                         f"{', '.join(sorted(_factories))}; gpuad.devices.available() "
+                         f"lists the usable ones.")
+    with _lock:
+        dev = _instances.get(key)
+        if dev is None:
+            dev = _instances[key] = factory(key)
+    return dev
+
+
+def available() -> list[str]:
+    """Names of the devices usable in this process, the default first."""
+    names = []
+    for kind, factory in _factories.items():
+        for name in getattr(factory, "usable", lambda: [kind])():
+            names.append(name)
+    default = _default_name()
+    return sorted(names, key=lambda n: n != default)
+
+
+class _DeviceState(threading.local):
+    def __init__(self):
+        self.stack: list[Device] = []
+
+
+_state = _DeviceState()
+_default: Device | None = None
+
+
+def _default_name() -> str:
+    return _canonical(os.environ.get("GPUAD_DEVICE", "cpu") or "cpu")
+
+
+def current() -> Device:
+    """The device new tensors are placed on: the innermost ``gpuad.device(...)``,
+    else ``GPUAD_DEVICE``, else the CPU."""
+    stack = _state.stack
+    if stack:
+        return stack[-1]
+    global _default
+    if _default is None:
+        _default = get(_default_name())
+    return _default
+
+
+@contextlib.contextmanager
+def device(name):
+    """Place new tensors and ops on device ``name`` inside the ``with`` block.
+
+    >>> import gpuad as ad
+    >>> with ad.device("cpu"):
+    ...     x = ad.ones((2,))
+    >>> x.device
+    'cpu'
+    """
+    dev = get(name)
+    _state.stack.append(dev)
+    try:
+        yield dev
+    finally:
+        _state.stack.pop()
+
+
+def check_same(op: str, devices) -> Device:
+    """The one device of an op's inputs; an error naming them all if they differ."""
+    first = devices[0]
+    for d in devices[1:]:
+        if d is not first:
+            raise InvalidArgumentError(
+                f"{op} got tensors on different devices: {first.name} and {d.name}. "
+                f"gpuad never copies implicitly; move one with .to({first.name!r}) "
+                f"or .to({d.name!r}).", op)
+    return first
+
+
+def info() -> dict:
+    """Facts about the CPU and, where present, the GPUs."""
+    import platform
+    import numpy as np
+    return {"cpu": {"processor": platform.processor() or platform.machine(),
+                    "threads": os.cpu_count(), "numpy": np.__version__},
+            "devices": available()}
+
+
+from . import cpu as _cpu  # noqa: E402  (registers the cpu device)
+
+register("cpu", lambda name: _cpu.CpuDevice())

@@ -1,0 +1,210 @@
+"""The ``cpu`` device: every kernel of the protocol in NumPy.
+
+Buffers are NumPy arrays. They may be read-only views (``broadcast_to``,
+``transpose``): gpuad never writes into a buffer after creating it.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+from . import KERNEL_SET, Device
+from . import philox
+
+# Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents:
+# keep NumPy from warning about them, for calls made from this module only
+# (an np.errstate per call would cost more than the op itself).
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
+
+
+def _relu(x):
+    return np.maximum(x, x.dtype.type(0))
+
+
+def _sigmoid(x):
+    # exp(-|x|) never overflows; both branches are exact where they are used.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _softplus(x):
+    return (np.maximum(x, x.dtype.type(0)) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+
+
+def _erf(x):
+    # NumPy has no erf; math.erf per element is exact and fine for the CPU path.
+    from math import erf
+    return np.vectorize(erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+_UNARY = {
+    "neg": np.negative, "abs": np.abs, "sign": np.sign, "square": np.square,
+    "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": np.reciprocal,
+    "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
+    "sigmoid": _sigmoid, "relu": _relu, "softplus": _softplus, "erf": _erf,
+    "floor": np.floor, "round": np.round, "logical_not": np.logical_not,
+}
+
+_BINARY = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+    "floordiv": np.floor_divide, "floormod": np.mod, "pow": np.power,
+    "maximum": np.maximum, "minimum": np.minimum,
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+    "gt": np.greater, "ge": np.greater_equal,
+    "logical_and": np.logical_and, "logical_or": np.logical_or,
+}
+
+
+def _guarded(dy, grad):
+    """TF's Sqrt/Rsqrt/ReciprocalGrad: a zero upstream gives zero, even where
+    the local derivative is infinite (so ``where(x > 0, sqrt(x), 0)`` is NaN-free)."""
+    return np.where(dy == 0, dy.dtype.type(0), grad)
+
+
+_UNARY_GRAD = {  # (a, dy): a is the forward input for relu, else the forward output
+    "relu": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
+    "sigmoid": lambda y, dy: dy * y * (1 - y),
+    "tanh": lambda y, dy: dy * (1 - y * y),
+    "sqrt": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
+    "rsqrt": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
+    "reciprocal": lambda y, dy: _guarded(dy, -dy * y * y),
+}
+
+
+def _lowest(dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _highest(dtype):
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max
+
+
+def _logsumexp(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+_REDUCE = {
+    "sum": lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
+    "prod": lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
+    "max": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims, initial=_lowest(x.dtype)),
+    "min": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims, initial=_highest(x.dtype)),
+    "logsumexp": _logsumexp,
+}
+
+
+def _log_softmax(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    z = x - m
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def _moved_scatter_target(shape, dtype, axis):
+    out = np.zeros(shape, dtype=dtype)
+    return out, np.moveaxis(out, axis, 0)
+
+
+class CpuDevice(Device):
+    """NumPy buffers on the host."""
+
+    name = "cpu"
+    kind = "cpu"
+    kernels = KERNEL_SET
+
+    def from_host(self, array):
+        return np.array(array, copy=True)
+
+    def to_host(self, buffer):
+        return np.array(buffer, copy=True)
+
+    # element-wise ------------------------------------------------------------
+    def unary(self, op, x):
+        return _UNARY[op](x)
+
+    def binary(self, op, x, y):
+        if op == "pow" and x.dtype.kind in "iu" and y.size and np.min(y) < 0:
+            raise InvalidArgumentError(
+                "Integers to negative integer powers are not allowed; cast the base "
+                "to a float dtype first (gpuad.cast(x, gpuad.float32)).", "pow")
+        if op in ("floordiv", "floormod") and x.dtype.kind in "iu" and y.size and not np.all(y):
+            raise InvalidArgumentError("Integer division by zero.", op)
+        return _BINARY[op](x, y)
+
+    def unary_grad(self, op, a, dy):
+        return _UNARY_GRAD[op](a, dy)
+
+    def where(self, op, c, x, y):
+        return np.where(c, x, y)
+
+    def cast(self, op, x, dtype):
+        return x.astype(dtype)
+
+    # reductions --------------------------------------------------------------
+    def reduce(self, op, x, axes, keepdims):
+        return np.asarray(_REDUCE[op](x, axes, keepdims), dtype=x.dtype)
+
+    def arg_reduce(self, op, x, axis):
+        return np.asarray((np.argmax if op == "argmax" else np.argmin)(x, axis=axis), np.int64)
+
+    # linear algebra ----------------------------------------------------------
+    def matmul(self, op, a, b, transpose_a, transpose_b):
+        if transpose_a:
+            a = np.swapaxes(a, -1, -2)
+        if transpose_b:
+            b = np.swapaxes(b, -1, -2)
+        return np.matmul(a, b)
+
+    # layout ------------------------------------------------------------------
+    def layout(self, op, x, **attrs):
+        if op == "reshape":
+            return np.reshape(x, attrs["shape"])
+        if op == "transpose":
+            return np.transpose(x, attrs["perm"])
+        if op == "broadcast_to":
+            return np.broadcast_to(x, attrs["shape"])
+        if op == "strided_slice":
+            return x[attrs["key"]]
+        if op == "strided_slice_grad":  # x is the upstream gradient of x_full[key]
+            out = np.zeros(attrs["shape"], dtype=x.dtype)
+            out[attrs["key"]] = x
+            return out
+        raise KeyError(op)
+
+    def concat(self, op, *xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    def gather(self, op, x, indices, axis, shape=None):
+        if op == "gather":
+            return np.take(x, indices, axis=axis)
+        # scatter_add: x holds the updates, shape is the full result's shape
+        out, moved = _moved_scatter_target(shape, x.dtype, axis)
+        flat = indices.reshape(-1)
+        upd = x.reshape(shape[:axis] + (flat.size,) + shape[axis + 1:])
+        np.add.at(moved, flat, np.moveaxis(upd, axis, 0))
+        return out
+
+    def one_hot(self, op, indices, depth, on_value, off_value, dtype):
+        hot = indices[..., None] == np.arange(depth)
+        return np.where(hot, np.asarray(on_value, dtype), np.asarray(off_value, dtype))
+
+    # nn ----------------------------------------------------------------------
+    def softmax(self, op, x, axis):
+        z = _log_softmax(x, axis)
+        return z if op == "log_softmax" else np.exp(z)
+
+    def softmax_xent(self, op, labels, logits, axis):
+        return -np.sum(labels * _log_softmax(logits, axis), axis=axis)
+
+    # creation ----------------------------------------------------------------
+    def fill(self, op, shape, value, dtype):
+        return np.full(shape, value, dtype=dtype)
+
+    def random(self, op, shape, dtype, key, offset):
+        n = int(np.prod(shape, dtype=np.int64))
+        return philox.sample(op, n, dtype, key, offset).reshape(shape)

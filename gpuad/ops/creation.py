@@ -1,0 +1,139 @@
+"""Creating tensors: zeros, ones, fill, range, linspace, eye, one_hot.
+
+>>> import gpuad as ad
+>>> ad.zeros((2, 3)).shape, ad.range(4).dtype, ad.eye(2).numpy()
+((2, 3), gpuad.int32, array([[1., 0.],
+       [0., 1.]], dtype=float32))
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .. import devices as _devices
+from .. import dtypes as _dtypes
+from ..errors import InvalidArgumentError
+from ..tensor import Tensor, Variable, _host_array
+from . import table as T
+from .primitive import run, to_tensor
+
+
+def _device(device):
+    return _devices.current() if device is None else _devices.get(device)
+
+
+def _shape(shape) -> tuple:
+    if isinstance(shape, Tensor):
+        shape = shape.numpy().tolist()
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise InvalidArgumentError(f"Shape {list(shape)} has a negative dimension.", "fill")
+    return shape
+
+
+def _filled(shape, value, dtype, device) -> Tensor:
+    dev = _device(device)
+    dtype = _dtypes.as_dtype(dtype)
+    return Tensor(dev.fill("fill", _shape(shape), value, dtype.numpy), dev)
+
+
+def zeros(shape, dtype=_dtypes.float32, device=None) -> Tensor:
+    """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
+    return _filled(shape, 0, dtype, device)
+
+
+def ones(shape, dtype=_dtypes.float32, device=None) -> Tensor:
+    """A tensor of ones (float32 unless ``dtype`` says otherwise)."""
+    return _filled(shape, 1, dtype, device)
+
+
+def _like(x):
+    if isinstance(x, Variable):
+        return x._value
+    return x if isinstance(x, Tensor) else to_tensor(x)
+
+
+def zeros_like(input, dtype=None) -> Tensor:  # noqa: A002
+    """Zeros with the shape, dtype and device of ``input``."""
+    x = _like(input)
+    return _filled(x.shape, 0, dtype or x.dtype, x._device)
+
+
+def ones_like(input, dtype=None) -> Tensor:  # noqa: A002
+    """Ones with the shape, dtype and device of ``input``."""
+    x = _like(input)
+    return _filled(x.shape, 1, dtype or x.dtype, x._device)
+
+
+def fill(dims, value, device=None) -> Tensor:
+    """A tensor of shape ``dims`` filled with ``value`` (dtype inferred from it).
+
+    >>> import gpuad as ad
+    >>> ad.fill((2,), 3).numpy()
+    array([3, 3], dtype=int32)
+    """
+    arr = _host_array(value, None)
+    return _filled(dims, arr.item(), arr.dtype, device)
+
+
+def range(start, limit=None, delta=1, dtype=None, device=None) -> Tensor:  # noqa: A001
+    """Evenly spaced values in [start, limit): int32 for ints, float32 for floats.
+
+    >>> import gpuad as ad
+    >>> ad.range(1, 7, 2).numpy()
+    array([1, 3, 5], dtype=int32)
+    """
+    if limit is None:
+        start, limit = 0, start
+    if delta == 0:
+        raise InvalidArgumentError("range: delta must not be 0.", "range")
+    values = [float(v) if isinstance(v, Tensor) else v for v in (start, limit, delta)]
+    inferred = _host_array(np.array(values, dtype=object).tolist(), None).dtype
+    dt = _dtypes.as_dtype(dtype) if dtype is not None else _dtypes.from_numpy(inferred)
+    return _from_host(np.arange(*values, dtype=np.float64).astype(dt.numpy), device)
+
+
+def linspace(start, stop, num, device=None) -> Tensor:
+    """``num`` evenly spaced values from ``start`` to ``stop`` inclusive;
+    float32 for float endpoints, float64 for int endpoints (as TF)."""
+    ints = all(isinstance(v, (int, np.integer)) for v in (start, stop))
+    floats = [v for v in (start, stop) if isinstance(v, (np.floating, np.ndarray))]
+    dtype = np.float64 if ints else (np.result_type(*floats) if floats else np.float32)
+    return _from_host(np.linspace(start, stop, int(num)).astype(dtype), device)
+
+
+def eye(num_rows, num_columns=None, dtype=_dtypes.float32, device=None) -> Tensor:
+    """The identity matrix (``num_rows`` x ``num_columns``)."""
+    return _from_host(np.eye(num_rows, num_columns, dtype=_dtypes.as_dtype(dtype).numpy), device)
+
+
+def _from_host(arr, device) -> Tensor:
+    dev = _device(device)
+    return Tensor(dev.from_host(arr), dev)
+
+
+def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=_dtypes.float32) -> Tensor:
+    """``on_value`` at each index along a new axis of size ``depth``, else
+    ``off_value``; indices outside [0, depth) give an all-off row.
+
+    >>> import gpuad as ad
+    >>> ad.one_hot([0, 2], 3).numpy()
+    array([[1., 0., 0.],
+           [0., 0., 1.]], dtype=float32)
+    """
+    idx = to_tensor(indices)
+    if idx._data.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"one_hot: indices must be integers, got {idx.dtype.name}.", "one_hot")
+    dtype = _dtypes.as_dtype(dtype)
+    on = 1 if on_value is None else on_value
+    off = 0 if off_value is None else off_value
+    out = run(T.ONE_HOT, (idx,), depth=int(depth), on_value=on, off_value=off, dtype=dtype.numpy)
+    if axis in (-1, idx.ndim):
+        return out
+    from .array import transpose
+    axis = int(axis)
+    perm = list(builtins.range(idx.ndim))
+    perm.insert(axis, idx.ndim)
+    return transpose(out, perm)
+

@@ -1,0 +1,340 @@
+"""Math ops: element-wise, comparisons, reductions and linear algebra.
+
+>>> import gpuad as ad
+>>> x = ad.constant([[1.0, 2.0], [3.0, 4.0]])
+>>> ad.reduce_sum(x, axis=0).numpy()
+array([4., 6.], dtype=float32)
+>>> ad.matmul(x, x).numpy()
+array([[ 7., 10.],
+       [15., 22.]], dtype=float32)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dtypes
+from ..errors import InvalidArgumentError
+from ..tensor import Tensor
+from . import table as T
+from .primitive import (broadcast_shape, coerce2, dtype_error, normalize_axes, run, run1, run2,
+                        to_tensor, adopt)
+
+
+def _unary(prim, what):
+    def op(x):
+        return run1(prim, x if type(x) is Tensor else to_tensor(x))
+    op.__name__ = op.__qualname__ = prim.name
+    op.__doc__ = f"Element-wise {what}.\n\n>>> import gpuad as ad\n>>> ad.{prim.name}(ad.constant(1.0)).dtype\ngpuad.float32\n"
+    return op
+
+
+def _binary(prim, what):
+    def op(x, y):
+        if type(x) is not Tensor or type(y) is not Tensor:
+            x, y = coerce2(x, y)
+        return run2(prim, x, y)
+    op.__name__ = op.__qualname__ = prim.name
+    op.__doc__ = (f"Element-wise {what}, with NumPy broadcasting; both operands must have "
+                  f"the same dtype (Python numbers adopt the tensor's).")
+    return op
+
+
+negative = _unary(T.NEG, "-x")
+abs = _unary(T.ABS, "|x|; its gradient at 0 is 0")  # noqa: A001
+sign = _unary(T.SIGN, "sign(x) in {-1, 0, 1}; its gradient is 0")
+square = _unary(T.SQUARE, "x * x")
+sqrt = _unary(T.SQRT, "square root; the gradient at 0 is inf")
+rsqrt = _unary(T.RSQRT, "1 / sqrt(x)")
+reciprocal = _unary(T.RECIPROCAL, "1 / x")
+exp = _unary(T.EXP, "e ** x")
+log = _unary(T.LOG, "natural logarithm")
+log1p = _unary(T.LOG1P, "log(1 + x), accurate near 0")
+expm1 = _unary(T.EXPM1, "e ** x - 1, accurate near 0")
+sin = _unary(T.SIN, "sine")
+cos = _unary(T.COS, "cosine")
+tan = _unary(T.TAN, "tangent")
+tanh = _unary(T.TANH, "hyperbolic tangent")
+sigmoid = _unary(T.SIGMOID, "logistic sigmoid 1 / (1 + e ** -x), stable for large |x|")
+erf = _unary(T.ERF, "error function")
+floor = _unary(T.FLOOR, "floor (not differentiable: the gradient is None)")
+round = _unary(T.ROUND, "round half to even (not differentiable)")  # noqa: A001
+logical_not = _unary(T.LOGICAL_NOT, "not, on bool tensors")
+
+add = _binary(T.ADD, "x + y")
+subtract = _binary(T.SUB, "x - y")
+multiply = _binary(T.MUL, "x * y")
+floordiv = _binary(T.FLOORDIV, "floor(x / y) (not differentiable)")
+floormod = _binary(T.FLOORMOD, "x - floor(x / y) * y, with the sign of y")
+maximum = _binary(T.MAXIMUM, "max(x, y); on a tie the gradient goes to x")
+minimum = _binary(T.MINIMUM, "min(x, y); on a tie the gradient goes to x")
+equal = _binary(T.EQUAL, "x == y, a bool tensor")
+not_equal = _binary(T.NOT_EQUAL, "x != y, a bool tensor")
+less = _binary(T.LESS, "x < y, a bool tensor")
+less_equal = _binary(T.LESS_EQUAL, "x <= y, a bool tensor")
+greater = _binary(T.GREATER, "x > y, a bool tensor")
+greater_equal = _binary(T.GREATER_EQUAL, "x >= y, a bool tensor")
+logical_and = _binary(T.LOGICAL_AND, "and, on bool tensors")
+logical_or = _binary(T.LOGICAL_OR, "or, on bool tensors")
+mod = floormod
+
+
+def divide(x, y):
+    """x / y. Integer tensors are divided in float64, as TensorFlow's truediv.
+
+    >>> import gpuad as ad
+    >>> ad.divide(ad.constant([1, 2]), 2).numpy()
+    array([0.5, 1. ])
+    """
+    if type(x) is not Tensor or type(y) is not Tensor:
+        x, y = coerce2(x, y)
+    if x._data.dtype.kind in "iu" and x._data.dtype == y._data.dtype:
+        x, y = cast(x, _dtypes.float64), cast(y, _dtypes.float64)
+    return run2(T.DIV, x, y)
+
+
+def pow(x, y):  # noqa: A001
+    """x ** y. Its gradients follow TF at the edges: d/dx of x**2 at 0 is 0,
+    of x**0.5 at 0 is inf, and d/dy uses log(x) taken as 0 where x <= 0.
+
+    >>> import gpuad as ad
+    >>> ad.pow(ad.constant([2.0, 3.0]), 2).numpy()
+    array([4., 9.], dtype=float32)
+    """
+    if type(x) is not Tensor or type(y) is not Tensor:
+        x, y = coerce2(x, y)
+    return run2(T.POW, x, y)
+
+
+def squared_difference(x, y):
+    """(x - y) ** 2."""
+    return square(subtract(x, y))
+
+
+def where(condition, x=None, y=None):
+    """Pick ``x`` where ``condition`` holds, else ``y`` (all three broadcast).
+
+    >>> import gpuad as ad
+    >>> ad.where(ad.constant([True, False]), 1.0, 2.0).numpy()
+    array([1., 2.], dtype=float32)
+    """
+    c = to_tensor(condition)
+    if c._data.dtype.kind != "b":
+        raise InvalidArgumentError(f"where's condition must be a bool tensor, got "
+                                   f"{c.dtype.name}; compare first (x > 0).", "where")
+    if x is None and y is None:
+        raise InvalidArgumentError("where with only a condition (the indices form) is not "
+                                   "supported; pass x and y.", "where")
+    x, y = coerce2(x, y)
+    if x._data.dtype != y._data.dtype:
+        raise dtype_error("where", x.dtype, y.dtype, 2)
+    broadcast_shape("where", broadcast_shape("where", c.shape, x.shape), y.shape)
+    return run(T.WHERE, (c, x, y))
+
+
+def cast(x, dtype):
+    """``x`` converted to ``dtype``; floats to integers truncate toward zero.
+    Casting to an integer type cuts the gradient (it is None).
+
+    >>> import gpuad as ad
+    >>> ad.cast(ad.constant([1.7, -1.7]), ad.int32).numpy()
+    array([ 1, -1], dtype=int32)
+    """
+    x = to_tensor(x)
+    dtype = _dtypes.as_dtype(dtype)
+    if x._data.dtype == dtype.numpy:
+        return x
+    return run(T.CAST, (x,), dtype=dtype.numpy)
+
+
+def clip_by_value(t, clip_value_min, clip_value_max):
+    """Clamp into [min, max]; the gradient is 1 on the (inclusive) bounds."""
+    t = to_tensor(t)
+    return minimum(maximum(t, clip_value_min), clip_value_max)
+
+
+# -- reductions ----------------------------------------------------------------------
+
+def _reduce(prim, x, axis, keepdims):
+    x = to_tensor(x)
+    if x._data.dtype.kind not in prim.kinds:
+        raise InvalidArgumentError(f"{prim.name} does not support {x.dtype.name} tensors.", prim.name)
+    axes = normalize_axes(prim.name, axis, x.ndim)
+    return run(prim, (x,), axes=axes, keepdims=bool(keepdims))
+
+
+def reduce_sum(input_tensor, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes; negative axes count from the end).
+
+    >>> import gpuad as ad
+    >>> ad.reduce_sum(ad.constant([[1, 2], [3, 4]]), axis=-1).numpy()
+    array([3, 7], dtype=int32)
+    """
+    return _reduce(T.REDUCE_SUM, input_tensor, axis, keepdims)
+
+
+def reduce_max(input_tensor, axis=None, keepdims=False):
+    """Maximum over ``axis``; tied maxima share the gradient evenly."""
+    return _reduce(T.REDUCE_MAX, input_tensor, axis, keepdims)
+
+
+def reduce_min(input_tensor, axis=None, keepdims=False):
+    """Minimum over ``axis``; tied minima share the gradient evenly."""
+    return _reduce(T.REDUCE_MIN, input_tensor, axis, keepdims)
+
+
+def reduce_prod(input_tensor, axis=None, keepdims=False):
+    """Product over ``axis``; the gradient is exact where inputs are 0."""
+    return _reduce(T.REDUCE_PROD, input_tensor, axis, keepdims)
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=False):
+    """log(sum(exp(x))) over ``axis``, computed stably.
+
+    >>> import gpuad as ad
+    >>> round(float(ad.reduce_logsumexp(ad.constant([0.0, 0.0]))), 4)
+    0.6931
+    """
+    return _reduce(T.REDUCE_LOGSUMEXP, input_tensor, axis, keepdims)
+
+
+def reduce_mean(input_tensor, axis=None, keepdims=False):
+    """Mean over ``axis``. Integer tensors give an integer mean (truncated), as TF.
+
+    >>> import gpuad as ad
+    >>> ad.reduce_mean(ad.constant([1.0, 2.0])).numpy()
+    np.float32(1.5)
+    """
+    x = to_tensor(input_tensor)
+    axes = normalize_axes("reduce_mean", axis, x.ndim)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    total = _reduce(T.REDUCE_SUM, x, axes, keepdims)
+    if x._data.dtype.kind == "f":
+        return total / count if count else total * np.nan
+    quotient = floordiv(total, max(count, 1))
+    # C-style truncation toward zero, as TF's integer mean
+    return where(logical_and(total < 0, floormod(total, max(count, 1)) != 0), quotient + 1, quotient)
+
+
+def reduce_any(input_tensor, axis=None, keepdims=False):
+    """Logical or over ``axis`` of a bool tensor."""
+    x = to_tensor(input_tensor)
+    return cast(_reduce(T.REDUCE_MAX, cast(x, _dtypes.int32), axis, keepdims), _dtypes.bool)
+
+
+def reduce_all(input_tensor, axis=None, keepdims=False):
+    """Logical and over ``axis`` of a bool tensor."""
+    x = to_tensor(input_tensor)
+    return cast(_reduce(T.REDUCE_MIN, cast(x, _dtypes.int32), axis, keepdims), _dtypes.bool)
+
+
+def _arg(prim, x, axis, output_type):
+    x = to_tensor(x)
+    if x.ndim == 0:
+        raise InvalidArgumentError(f"{prim.name} needs a tensor of rank >= 1, got a scalar.", prim.name)
+    (a,) = normalize_axes(prim.name, 0 if axis is None else axis, x.ndim)
+    if x.shape[a] == 0:
+        raise InvalidArgumentError(f"{prim.name} over an empty axis {a} (shape {x.shape}) has "
+                                   f"no answer.", prim.name)
+    return cast(run(prim, (x,), axis=a), output_type)
+
+
+def argmax(input, axis=None, output_type=_dtypes.int64):  # noqa: A002
+    """Index of the largest value along ``axis`` (default 0); int64, no gradient."""
+    return _arg(T.ARGMAX, input, axis, output_type)
+
+
+def argmin(input, axis=None, output_type=_dtypes.int64):  # noqa: A002
+    """Index of the smallest value along ``axis`` (default 0); int64, no gradient."""
+    return _arg(T.ARGMIN, input, axis, output_type)
+
+
+def norm(tensor, ord="euclidean", axis=None, keepdims=False):  # noqa: A002
+    """Vector norm over ``axis``: ``"euclidean"``/2/``"fro"``, 1, or ``np.inf``.
+
+    >>> import gpuad as ad
+    >>> float(ad.norm(ad.constant([3.0, 4.0])))
+    5.0
+    """
+    x = to_tensor(tensor)
+    if ord in ("euclidean", "fro", 2, 2.0):
+        return sqrt(reduce_sum(x * x, axis, keepdims))
+    if ord in (1, 1.0):
+        return reduce_sum(abs(x), axis, keepdims)
+    if ord == np.inf:
+        return reduce_max(abs(x), axis, keepdims)
+    raise ValueError(f"norm: unsupported ord {ord!r}; use 'euclidean', 2, 'fro', 1 or np.inf.")
+
+
+# -- linear algebra --------------------------------------------------------------------
+
+def matmul(a, b, transpose_a=False, transpose_b=False):
+    """Matrix product of the last two axes, batched (with broadcasting) over
+    the rest; ``transpose_a``/``transpose_b`` transpose inside the product.
+
+    >>> import gpuad as ad
+    >>> ad.matmul(ad.ones((2, 3)), ad.ones((3, 4))).shape
+    (2, 4)
+    """
+    a, b = coerce2(a, b)
+    if a._data.dtype != b._data.dtype:
+        raise dtype_error("matmul", a.dtype, b.dtype, 1)
+    if a.ndim < 2 or b.ndim < 2:
+        raise InvalidArgumentError(
+            f"In[0] and In[1] ndims must be >= 2: got shapes {a.shape} and {b.shape}. For a "
+            f"vector use gpuad.tensordot(a, b, 1) or reshape it to a matrix.", "matmul")
+    k_a = a.shape[-2] if transpose_a else a.shape[-1]
+    k_b = b.shape[-1] if transpose_b else b.shape[-2]
+    if k_a != k_b:
+        ma = a.shape[-2:][::-1] if transpose_a else a.shape[-2:]
+        mb = b.shape[-2:][::-1] if transpose_b else b.shape[-2:]
+        raise InvalidArgumentError(
+            f"Matrix size-incompatible: In[0]: [{ma[0]},{ma[1]}], In[1]: [{mb[0]},{mb[1]}]; the "
+            f"inner dimensions must agree.", "matmul")
+    broadcast_shape("matmul", a.shape[:-2], b.shape[:-2])
+    if a._data.dtype.kind not in "fiu":
+        raise InvalidArgumentError(f"matmul does not support {a.dtype.name} tensors.", "matmul")
+    return run(T.MATMUL, (a, b), transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+
+def tensordot(a, b, axes):
+    """Sum over the given axes of ``a`` and ``b`` (an int N: the last N of a
+    with the first N of b; or a pair of axis lists), as ``np.tensordot``.
+
+    >>> import gpuad as ad
+    >>> float(ad.tensordot(ad.constant([1.0, 2.0]), ad.constant([1.0, 2.0]), 1))
+    5.0
+    """
+    from .array import reshape, transpose
+    a, b = coerce2(a, b)
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        if n < 0 or n > min(a.ndim, b.ndim):
+            raise InvalidArgumentError(f"tensordot: axes={n} is out of range for shapes "
+                                       f"{a.shape} and {b.shape}.", "tensordot")
+        ax_a, ax_b = list(range(a.ndim - n, a.ndim)), list(range(n))
+    else:
+        ax_a, ax_b = ([axes[0]] if isinstance(axes[0], int) else list(axes[0]),
+                      [axes[1]] if isinstance(axes[1], int) else list(axes[1]))
+        ax_a = [normalize_axes("tensordot", x, a.ndim)[0] for x in ax_a]
+        ax_b = [normalize_axes("tensordot", x, b.ndim)[0] for x in ax_b]
+    if [a.shape[i] for i in ax_a] != [b.shape[i] for i in ax_b]:
+        raise InvalidArgumentError(f"tensordot: contracted dimensions differ: {a.shape} on "
+                                   f"axes {ax_a} vs {b.shape} on axes {ax_b}.", "tensordot")
+    free_a = [i for i in range(a.ndim) if i not in ax_a]
+    free_b = [i for i in range(b.ndim) if i not in ax_b]
+    k = int(np.prod([a.shape[i] for i in ax_a], dtype=np.int64))
+    pa = int(np.prod([a.shape[i] for i in free_a], dtype=np.int64))
+    pb = int(np.prod([b.shape[i] for i in free_b], dtype=np.int64))
+    a2 = reshape(transpose(a, free_a + ax_a), (pa, k))
+    b2 = reshape(transpose(b, ax_b + free_b), (k, pb))
+    return reshape(matmul(a2, b2), tuple(a.shape[i] for i in free_a) + tuple(b.shape[i] for i in free_b))
+
+
+def add_n(inputs):
+    """The sum of a list of tensors of one shape and dtype."""
+    total = to_tensor(inputs[0])
+    for x in inputs[1:]:
+        total = add(total, x)
+    return total

@@ -1,0 +1,213 @@
+"""What every op goes through: operand conversion, dtype/shape/device checks,
+the device kernel call, and recording on the tape.
+
+The hot path (``run1``/``run2``) is written for speed: no per-op dicts, one
+cheap "is any tape active?" test before anything tape-related happens.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+from ..tape import _state, record
+from ..tensor import Tensor, Variable, _host_array, convert_to_tensor
+
+_FLOAT = "f"
+_NUMERIC = "fiu"
+_ANY = "fiub"
+
+
+class Primitive:
+    """One differentiable (or not) operation: a device kernel and its VJPs.
+
+    ``family``/``op`` name the device kernel (see ``gpuad.devices.KERNEL_SET``);
+    ``vjps`` holds one function per input, ``vjp(g, out, *inputs, **attrs)``,
+    returning the input's gradient or None; ``vjps=None`` marks the primitive
+    as not differentiable (it is never recorded). ``kinds`` are the NumPy dtype
+    kinds its inputs may have.
+    """
+
+    __slots__ = ("name", "family", "op", "vjps", "kinds")
+
+    def __init__(self, name, family, op=None, vjps=None, kinds=_ANY):
+        self.name = name
+        self.family = family
+        self.op = op if op is not None else name
+        self.vjps = vjps
+        self.kinds = kinds
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+def _device_error(op, a, b):
+    return InvalidArgumentError(
+        f"{op} got tensors on different devices: {a.name} and {b.name}. gpuad never copies "
+        f"implicitly; move one with .to({a.name!r}) or .to({b.name!r}).", op)
+
+
+def _kind_error(prim, x, index):
+    allowed = {"f": "float", "fiu": "float or integer", "b": "bool"}.get(prim.kinds, prim.kinds)
+    return InvalidArgumentError(
+        f"{prim.name} does not support {x.dtype.name} tensors (input #{index}); it takes "
+        f"{allowed} tensors. Cast with gpuad.cast(x, gpuad.float32).", prim.name)
+
+
+def dtype_error(op, expected, got, index):
+    return InvalidArgumentError(
+        f"cannot compute {op} as input #{index}(zero-based) was expected to be a {expected.name} "
+        f"tensor but is a {got.name} tensor. gpuad does not promote dtypes implicitly: cast one "
+        f"operand with gpuad.cast(x, gpuad.{expected.name}).", op)
+
+
+def run1(prim, x):
+    """Apply a one-input primitive with no attributes."""
+    data = x._data
+    if data.dtype.kind not in prim.kinds:
+        raise _kind_error(prim, x, 0)
+    dev = x._device
+    out = Tensor(getattr(dev, prim.family)(prim.op, data), dev)
+    if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
+        record(prim, (x,), out, None)
+    return out
+
+
+def run2(prim, x, y):
+    """Apply a two-input element-wise primitive (broadcasting, equal dtypes)."""
+    xd, yd = x._data, y._data
+    if xd.dtype is not yd.dtype and xd.dtype != yd.dtype:
+        raise dtype_error(prim.name, x.dtype, y.dtype, 1)
+    if xd.dtype.kind not in prim.kinds:
+        raise _kind_error(prim, x, 0)
+    dev = x._device
+    if y._device is not dev:
+        raise _device_error(prim.name, dev, y._device)
+    if xd.shape != yd.shape:
+        broadcast_shape(prim.name, xd.shape, yd.shape)
+    out = Tensor(getattr(dev, prim.family)(prim.op, xd, yd), dev)
+    if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
+        record(prim, (x, y), out, None)
+    return out
+
+
+def run(prim, inputs, **attrs):
+    """Apply any primitive to a tuple of Tensors, with static attributes."""
+    dev = inputs[0]._device
+    for i, x in enumerate(inputs):
+        if x._device is not dev:
+            raise _device_error(prim.name, dev, x._device)
+    out = Tensor(getattr(dev, prim.family)(prim.op, *[x._data for x in inputs], **attrs), dev)
+    if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
+        record(prim, inputs, out, attrs or None)
+    return out
+
+
+# -- operands -------------------------------------------------------------------
+
+def to_tensor(x) -> Tensor:
+    """A single op argument as a Tensor (Variables are read, data converted)."""
+    if type(x) is Tensor:
+        return x
+    if isinstance(x, Variable):
+        return x._read()
+    return convert_to_tensor(x)
+
+
+def adopt(value, like: Tensor) -> Tensor:
+    """A non-tensor operand converted to ``like``'s dtype and device: Python
+    numbers and lists follow the Python-scalar rule (a float never silently
+    becomes an int), NumPy data is cast silently, as in TensorFlow."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value).astype(like._data.dtype)
+    else:
+        arr = _host_array(value, like.dtype)
+    dev = like._device
+    return Tensor(dev.from_host(arr), dev)
+
+
+def coerce2(x, y):
+    """Two operands of a binary op as Tensors; non-tensors adopt the other's dtype."""
+    if isinstance(x, Variable):
+        x = x._read()
+    if isinstance(y, Variable):
+        y = y._read()
+    if isinstance(x, Tensor):
+        if not isinstance(y, Tensor):
+            y = adopt(y, x)
+    elif isinstance(y, Tensor):
+        x = adopt(x, y)
+    else:
+        x = convert_to_tensor(x)
+        y = adopt(y, x)
+    return x, y
+
+
+# -- shapes -------------------------------------------------------------------
+
+def _fmt(shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+_broadcast_cache: dict = {}
+
+
+def broadcast_shape(op, a: tuple, b: tuple) -> tuple:
+    """NumPy's broadcast of two shapes, or an error naming the op and both shapes."""
+    key = (a, b)
+    shape = _broadcast_cache.get(key)
+    if shape is None:
+        n = max(len(a), len(b))
+        pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+        out = []
+        for da, db in zip(pa, pb):
+            if da != db and da != 1 and db != 1:
+                raise InvalidArgumentError(
+                    f"Incompatible shapes: {_fmt(a)} vs. {_fmt(b)}; they must be equal or 1 in "
+                    f"each trailing dimension (NumPy broadcasting).", op)
+            out.append(db if da == 1 else da)
+        shape = tuple(out)
+        if len(_broadcast_cache) < 8192:
+            _broadcast_cache[key] = shape
+    return shape
+
+
+def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
+    """Sum ``g`` over the axes that broadcasting added or stretched, so the
+    result has exactly ``shape`` (the gradient of a broadcast input)."""
+    gshape = g._data.shape
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1)
+    from .math import reduce_sum
+    from .array import reshape
+    return reshape(reduce_sum(g, axes), shape)
+
+
+def normalize_axes(op: str, axis, ndim: int) -> tuple:
+    """``axis`` (None, an int, or a sequence; negative allowed) as a sorted tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, Tensor):
+        axis = axis.numpy().tolist()
+    items = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    out = set()
+    for a in items:
+        a = int(a)
+        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+            raise InvalidArgumentError(
+                f"Invalid reduction dimension ({a} for input with {ndim} dimension(s)); axes "
+                f"must lie in [-{ndim}, {ndim}).", op)
+        out.add(a % ndim if ndim else 0)
+    return tuple(sorted(out)) if ndim else ()
+
+
+def normalize_axis(op: str, axis: int, ndim: int) -> int:
+    """One axis in [-ndim, ndim) as a non-negative int."""
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise InvalidArgumentError(
+            f"axis {axis} is out of range for a tensor of rank {ndim}; it must lie in "
+            f"[-{ndim}, {ndim}).", op)
+    return axis % ndim

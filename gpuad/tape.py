@@ -1,0 +1,476 @@
+"""GradientTape: records the ops run on watched values and plays them back
+in reverse to compute gradients.
+
+How it works: each thread has a stack of active tapes. An op asks
+:func:`record` to note it only when some active tape tracks one of its
+inputs; the node (primitive, inputs, output, attrs) is appended to every such
+tape, in execution order, so walking a tape's list backwards is a reverse
+topological order. The VJPs are gpuad ops themselves, so a backward pass run
+while an outer tape records is recorded too: that is all nested derivatives
+need.
+
+>>> import gpuad as ad
+>>> x = ad.constant(2.0)
+>>> with ad.GradientTape() as outer:
+...     outer.watch(x)
+...     with ad.GradientTape() as inner:
+...         inner.watch(x)
+...         y = x ** 3
+...     dy = inner.gradient(y, x)
+>>> float(dy), float(outer.gradient(dy, x))
+(12.0, 12.0)
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+
+from . import nest
+from .errors import InvalidArgumentError
+from .tensor import Tensor, Variable
+
+__all__ = ["GradientTape", "UnconnectedGradients", "stop_recording_all"]
+
+_log = logging.getLogger("gpuad")
+
+_NON_PERSISTENT = ("A non-persistent GradientTape can only be used to compute one set of "
+                   "gradients (or jacobians)")
+
+
+class _TapeState(threading.local):
+    def __init__(self):
+        self.stack: list[GradientTape] = []  # active, recording tapes, innermost last
+        self.variable_reads: list | None = None  # set while a custom_gradient runs
+
+
+_state = _TapeState()
+
+
+class Node:
+    """One recorded op: its primitive, inputs, output and static attributes.
+    Holding the node keeps the residuals its VJP needs alive; a tape drops it
+    as soon as the VJP has run (non-persistent) or when the tape is dropped."""
+
+    __slots__ = ("prim", "inputs", "out", "attrs")
+
+    def __init__(self, prim, inputs, out, attrs):
+        self.prim = prim
+        self.inputs = inputs
+        self.out = out
+        self.attrs = attrs
+
+
+def record(prim, inputs, out, attrs) -> None:
+    """Note ``out = prim(*inputs, **attrs)`` on every active tape that tracks an input."""
+    node = None
+    for tape in _state.stack:
+        tracked = tape._tracked
+        for x in inputs:
+            if x._id in tracked:
+                break
+        else:
+            continue
+        if node is None:
+            node = Node(prim, inputs, out, attrs)
+        tape._nodes.append(node)
+        tracked.add(out._id)
+
+
+def read_variable(v: Variable) -> Tensor:
+    """A read of ``v``: auto-watched by tapes that watch accessed variables, and
+    recorded as an identity node where a tape tracks ``v``."""
+    value = v._value
+    reads = _state.variable_reads
+    if reads is not None:
+        reads.append(v)
+    stack = _state.stack
+    if not stack:
+        return value
+    out = node = None
+    for tape in stack:
+        if tape._watch_accessed and v._trainable:
+            tape._watch_variable(v)
+        if v._id in tape._tracked:
+            if node is None:
+                out = Tensor(value._data, value._device)
+                node = Node(READ_VARIABLE, (v,), out, None)
+            tape._nodes.append(node)
+            tape._tracked.add(out._id)
+    return value if out is None else out
+
+
+@contextlib.contextmanager
+def stop_recording_all():
+    """Pause every tape of this thread (used by custom_gradient's forward)."""
+    saved, _state.stack = _state.stack, []
+    try:
+        yield
+    finally:
+        _state.stack = saved
+
+
+class UnconnectedGradients(enum.Enum):
+    """What ``gradient`` returns for a source the target does not depend on."""
+    NONE = "none"
+    ZERO = "zero"
+
+
+def _unconnected_mode(value) -> UnconnectedGradients:
+    try:
+        return UnconnectedGradients(value.value if isinstance(value, UnconnectedGradients) else value)
+    except ValueError:
+        raise ValueError(f"Unknown value for unconnected_gradients: {value!r}; use 'none' or "
+                         f"'zero' (gpuad.UnconnectedGradients.NONE / .ZERO).") from None
+
+
+_int_watch_warnings = [0]
+
+
+def _check_differentiable(x, role: str, index: int):
+    if isinstance(x, (Tensor, Variable)):
+        return x
+    if x is None and role == "source":
+        raise TypeError("GradientTape.gradient got None as a source; sources must be Tensors "
+                        "or Variables (or nests of them).")
+    raise AttributeError(f"GradientTape: {role} #{index} is {x!r} of type {type(x).__name__!r}, "
+                         f"not a gpuad.Tensor or gpuad.Variable; convert it with "
+                         f"gpuad.constant(...) and watch it before computing with it.")
+
+
+class GradientTape:
+    """Records operations for automatic differentiation, as ``tf.GradientTape``.
+
+    Trainable Variables read inside the context are watched automatically
+    (unless ``watch_accessed_variables=False``); tensors must be watched with
+    :meth:`watch`. A non-persistent tape computes one set of gradients and then
+    releases everything it holds.
+
+    >>> import gpuad as ad
+    >>> x = ad.constant([1.0, 2.0])
+    >>> with ad.GradientTape() as tape:
+    ...     tape.watch(x)
+    ...     y = ad.reduce_sum(x * x)
+    >>> tape.gradient(y, x).numpy()
+    array([2., 4.], dtype=float32)
+    """
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self._persistent = bool(persistent)
+        self._watch_accessed = bool(watch_accessed_variables)
+        self._tracked: set[int] = set()
+        self._nodes: list[Node] = []
+        self._watched_vars: dict[int, Variable] = {}
+        self._active = False     # on this thread's stack now
+        self._paused = False     # inside stop_recording()
+        self._entered = False
+        self._used = False       # a non-persistent tape that computed its gradient
+
+    # -- context ---------------------------------------------------------------
+    def __enter__(self):
+        if self._active:
+            raise ValueError("Tape is still recording, This can happen if you try to "
+                             "re-enter an already-active tape.")
+        _state.stack.append(self)
+        self._active = self._entered = True
+        return self
+
+    def __exit__(self, *exc):
+        self._pop()
+        return False
+
+    def _pop(self):
+        if self._active:
+            _state.stack.remove(self)
+            self._active = False
+
+    # -- watching --------------------------------------------------------------
+    def watch(self, tensor):
+        """Track a tensor, a variable, or any nest of them."""
+        if not self._entered:
+            raise RuntimeError("GradientTape.watch needs an entered tape: use "
+                               "`with gpuad.GradientTape() as tape: tape.watch(x)`.")
+        for x in nest.flatten(tensor):
+            if not isinstance(x, (Tensor, Variable)):
+                raise ValueError(f"Passed in object {x!r} of type {type(x).__name__!r}, not "
+                                 f"gpuad.Tensor or gpuad.Variable.")
+            if not (self._active or self._paused):
+                continue  # nothing can be recorded retroactively
+            if not x.dtype.is_floating:
+                if _int_watch_warnings[0] < 5:
+                    _int_watch_warnings[0] += 1
+                    _log.warning("The dtype of the watched tensor must be floating (e.g. "
+                                 "gpuad.float32), got %s", x.dtype.name)
+                if isinstance(x, Tensor):
+                    continue
+            if isinstance(x, Variable):
+                self._watch_variable(x)
+            else:
+                self._tracked.add(x._id)
+
+    def _watch_variable(self, v: Variable):
+        if v._id not in self._watched_vars:
+            self._watched_vars[v._id] = v
+            self._tracked.add(v._id)
+
+    def watched_variables(self) -> tuple:
+        """The watched variables, in creation order."""
+        return tuple(v for _, v in sorted(self._watched_vars.items()))
+
+    @contextlib.contextmanager
+    def stop_recording(self):
+        """Ops inside this block are not recorded on this tape."""
+        if self._paused:
+            raise ValueError("Tape is not recording.")
+        if not self._active:
+            raise RuntimeError("Trying to stop recording a tape which is not recording.")
+        self._pop()
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+            _state.stack.append(self)
+            self._active = True
+
+    def reset(self):
+        """Forget everything recorded and watched so far (inside the context only)."""
+        if not (self._active or self._paused):
+            raise ValueError("Tape is not recording.")
+        self._tracked = set()
+        self._nodes = []
+        self._watched_vars = {}
+
+    # -- gradients -------------------------------------------------------------
+    def _begin_backward(self, message=_NON_PERSISTENT):
+        if self._used or not self._entered:
+            raise RuntimeError(message)
+        if self._active:
+            if not self._persistent:
+                self._pop()  # as TF: the tape stops recording, outer tapes go on
+            elif not GradientTape._warned_in_context:
+                GradientTape._warned_in_context = True
+                _log.warning("Calling GradientTape.gradient on a persistent tape inside its "
+                             "context is significantly less efficient than calling it outside "
+                             "the context (the gradient ops are recorded on the tape). Only "
+                             "do it to compute higher-order derivatives.")
+
+    _warned_in_context = False
+
+    def _take_nodes(self) -> list:
+        """The nodes to walk: a snapshot (persistent) or the list itself, which
+        the backward pass empties as it goes so residuals die early."""
+        if self._persistent:
+            return list(self._nodes)
+        self._used = True
+        nodes, self._nodes = self._nodes, []
+        self._tracked = set()
+        return nodes
+
+    def gradient(self, target, sources, output_gradients=None,
+                 unconnected_gradients=UnconnectedGradients.NONE):
+        """Gradients of ``target`` (summed over its elements and members) with
+        respect to ``sources``, packed in the structure of ``sources``."""
+        if self._used or not self._entered:
+            raise RuntimeError(_NON_PERSISTENT)
+        mode = _unconnected_mode(unconnected_gradients)
+        if target is None:
+            raise TypeError("Argument `target` should be a Tensor, a Variable or a nest of them "
+                            "to be differentiated, but received None.")
+        if sources is None:
+            raise TypeError("GradientTape.gradient got sources=None; pass a Tensor, a Variable "
+                            "or a nest of them.")
+        targets = [_check_differentiable(t, "target", i) for i, t in enumerate(nest.flatten(target))]
+        flat_sources = [_check_differentiable(s, "source", i) for i, s in enumerate(nest.flatten(sources))]
+        seeds = _seeds(targets, output_gradients)
+        self._begin_backward()
+        grads = backward(self._take_nodes(), targets, seeds, flat_sources, consume=not self._persistent)
+        return nest.pack_sequence_as(sources, [_finish(grads.get(s._id), s, mode) for s in flat_sources])
+
+    def jacobian(self, target, sources, unconnected_gradients=UnconnectedGradients.NONE,
+                 parallel_iterations=None, experimental_use_pfor=True):
+        """d target / d source for each source, shaped ``target.shape + source.shape``."""
+        if self._used or not self._entered:
+            raise RuntimeError(_NON_PERSISTENT)
+        mode = _unconnected_mode(unconnected_gradients)
+        target = _single_tensor(target, "jacobian", "target")
+        flat_sources = [_check_differentiable(s, "source", i) for i, s in enumerate(nest.flatten(sources))]
+        if not experimental_use_pfor and not self._persistent:
+            raise RuntimeError("GradientTape must be created with persistent=True to compute the "
+                               "jacobian with experimental_use_pfor set to False.")
+        self._begin_backward()
+        nodes = self._take_nodes()
+        rows = _jacobian_rows(nodes, target, target.shape, flat_sources, batch=False)
+        results = []
+        for s, srows in zip(flat_sources, rows):
+            results.append(_assemble(srows, target.shape, s, s.shape, mode))
+        return nest.pack_sequence_as(sources, results)
+
+    def batch_jacobian(self, target, source, unconnected_gradients=UnconnectedGradients.NONE,
+                       parallel_iterations=None, experimental_use_pfor=True):
+        """Per-example jacobians: shape ``target.shape + source.shape[1:]``, where
+        example ``b`` of the target depends only on example ``b`` of the source."""
+        if self._used or not self._entered:
+            # TF's text has no space in "tocompute"; kept so code matching it still works
+            raise RuntimeError(_NON_PERSISTENT.replace("used to compute", "used tocompute"))
+        target = _single_tensor(target, "batch_jacobian", "target")
+        source = _single_tensor(source, "batch_jacobian", "source")
+        if target.ndim < 2:
+            raise ValueError(f"Shape {target.shape} must have rank at least 2")
+        if source.ndim < 1 or target.shape[0] != source.shape[0]:
+            raise ValueError(f"Need first dimension of target shape ({target.shape}) and source "
+                             f"shape ({source.shape}) to match.")
+        self._begin_backward()
+        nodes = self._take_nodes()
+        (rows,) = _jacobian_rows(nodes, target, target.shape[1:], [source], batch=True)
+        from .ops import array as A, creation as C
+        inner = target.shape[1:]
+        b = target.shape[0]
+        rows = [C.zeros(source.shape, source.dtype, source._value._device if isinstance(source, Variable)
+                        else source._device) if r is None else r for r in rows]
+        if not rows:
+            return C.zeros(target.shape + source.shape[1:], source.dtype)
+        stacked = A.stack(rows, axis=1)  # (B, inner..., source[1:]...)
+        return A.reshape(stacked, (b,) + inner + source.shape[1:])
+
+
+def _single_tensor(x, op, role):
+    if isinstance(x, Variable):
+        return x._read()
+    if not isinstance(x, Tensor):
+        raise AttributeError(f"{op}: the {role} must be a single Tensor, got "
+                             f"{type(x).__name__!r} (it has no attribute 'shape').")
+    return x
+
+
+def _seeds(targets, output_gradients) -> list:
+    """One seed per target: the given output gradient, or None (= ones)."""
+    if output_gradients is None:
+        return [None] * len(targets)
+    given = nest.flatten(output_gradients) if isinstance(output_gradients, (list, tuple)) \
+        else [output_gradients]
+    from .tensor import convert_to_tensor
+    seeds = []
+    for i, t in enumerate(targets):
+        if i >= len(given):
+            seeds.append(None)
+            continue
+        g = given[i]
+        if g is None:
+            raise ValueError("Attempt to convert a value (None) with an unsupported type "
+                             "(<class 'NoneType'>) to a Tensor.")
+        if isinstance(g, (Tensor, Variable)):
+            g = g._read() if isinstance(g, Variable) else g
+            if g.dtype != t.dtype:
+                raise InvalidArgumentError(
+                    f"output_gradients[{i}] has dtype {g.dtype.name} but target {i} has dtype "
+                    f"{t.dtype.name}; cast the seed with gpuad.cast.", "gradient")
+        else:
+            g = convert_to_tensor(g, dtype=t.dtype)
+        if g.shape != t.shape:
+            raise InvalidArgumentError(
+                f"output_gradients[{i}] has shape {g.shape} but target {i} has shape {t.shape}: "
+                f"Incompatible shapes; the seed must match its target's shape exactly "
+                f"(it is not broadcast).", "gradient")
+        seeds.append(g)
+    return seeds
+
+
+def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bool) -> dict:
+    """Reverse-mode accumulation over ``nodes`` (in recording order).
+
+    Returns {source id: gradient}. With ``consume`` the list is emptied as the
+    walk goes, so each node (and the residuals it holds) is freed right after
+    its VJP ran.
+    """
+    from .ops.math import add
+    from .ops.creation import ones_like
+
+    cot: dict[int, Tensor] = {}
+    for t, seed in zip(targets, seeds):
+        if not t.dtype.is_floating:
+            continue  # integer and bool targets have no gradient
+        if seed is None:
+            seed = ones_like(t)
+        prev = cot.get(t._id)
+        cot[t._id] = seed if prev is None else add(prev, seed)
+
+    # Only differentiate toward inputs that lead to a source.
+    source_ids = {s._id for s in sources if s.dtype.is_floating}
+    relevant = set(source_ids)
+    for node in nodes:
+        for x in node.inputs:
+            if x._id in relevant:
+                relevant.add(node.out._id)
+                break
+
+    def step(node):
+        out_id = node.out._id
+        g = cot.get(out_id) if out_id in source_ids else cot.pop(out_id, None)
+        if g is None:
+            return
+        vjps = node.prim.vjps
+        inputs = node.inputs
+        attrs = node.attrs or {}
+        for i, x in enumerate(inputs):
+            xid = x._id
+            if xid not in relevant or vjps[i] is None or not x.dtype.is_floating:
+                continue
+            gx = vjps[i](g, node.out, *inputs, **attrs)
+            if gx is None:
+                continue
+            prev = cot.get(xid)
+            cot[xid] = gx if prev is None else add(prev, gx)
+
+    if consume:
+        while nodes:
+            step(nodes.pop())
+    else:
+        for node in reversed(nodes):
+            step(node)
+    return {sid: cot[sid] for sid in source_ids if sid in cot}
+
+
+def _finish(grad, source, mode):
+    if grad is None and mode is UnconnectedGradients.ZERO:
+        from .ops.creation import zeros_like
+        return zeros_like(source)
+    return grad
+
+
+def _jacobian_rows(nodes, target, inner_shape, sources, batch: bool) -> list:
+    """For each source, the list of gradients of each element of ``target``
+    (each element of its per-example part when ``batch``)."""
+    from .ops import array as A, creation as C
+    n = 1
+    for d in inner_shape:
+        n *= d
+    rows = [[] for _ in sources]
+    if n == 0:
+        return rows
+    eye = C.eye(n, dtype=target.dtype, device=target._device)
+    for i in range(n):
+        seed = eye[i]
+        if batch:
+            seed = A.broadcast_to(A.reshape(seed, (1,) + tuple(inner_shape)), target.shape)
+        else:
+            seed = A.reshape(seed, target.shape)
+        grads = backward(nodes, [target], [seed], sources, consume=False)
+        for k, s in enumerate(sources):
+            rows[k].append(grads.get(s._id))
+    return rows
+
+
+def _assemble(rows, target_shape, source, source_shape, mode):
+    from .ops import array as A, creation as C
+    dev = source._value._device if isinstance(source, Variable) else source._device
+    if all(r is None for r in rows):
+        if mode is UnconnectedGradients.ZERO or not rows:
+            return C.zeros(tuple(target_shape) + tuple(source_shape), source.dtype, dev)
+        return None
+    rows = [C.zeros(source_shape, source.dtype, dev) if r is None else r for r in rows]
+    return A.reshape(A.stack(rows, axis=0), tuple(target_shape) + tuple(source_shape))
+
+
+from .ops.table import READ_VARIABLE  # noqa: E402  (the table imports this module)

@@ -1,0 +1,426 @@
+"""Tensor (an immutable value on one device) and Variable (mutable, trainable).
+
+>>> import gpuad as ad
+>>> t = ad.constant([0.0, 1.0, 2.0, 3.0])
+>>> t
+<gpuad.Tensor: shape=(4,), dtype=float32, device=cpu, numpy=array([0., 1., 2., 3.], dtype=float32)>
+>>> print(t)
+gpuad.Tensor([0. 1. 2. 3.], shape=(4,), dtype=float32)
+>>> v = ad.Variable([1.0, 2.0], name="w")
+>>> v.assign_add([1.0, 1.0])
+<gpuad.Variable 'w:0' shape=(2,) dtype=float32, device=cpu, numpy=array([2., 3.], dtype=float32)>
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import numpy as np
+
+from . import devices as _devices
+from . import dtypes as _dtypes
+from .errors import InvalidArgumentError
+
+__all__ = ["Tensor", "Variable", "constant", "convert_to_tensor", "is_tensor"]
+
+# Every Tensor and Variable gets a fresh id: tapes track ids, never id(obj),
+# which Python reuses once an object dies.
+_next_id = itertools.count(1).__next__
+
+
+class Tensor:
+    """An immutable n-dimensional value on one device.
+
+    Create tensors with :func:`gpuad.constant` or the ops; read them back with
+    ``.numpy()``, ``float()``, ``int()``, ``bool()`` or ``np.asarray``.
+    """
+
+    __slots__ = ("_data", "_device", "_id", "__weakref__")
+    # NumPy arrays and scalars defer their binary operators to us, so
+    # ``np.float64(2) * t`` is a Tensor, as in TensorFlow.
+    __array_priority__ = 100
+
+    def __init__(self, data, device):
+        self._data = data
+        self._device = device
+        self._id = _next_id()
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> _dtypes.DType:
+        return _dtypes.from_numpy(self._data.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._data.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self._data.shape, dtype=np.int64))
+
+    @property
+    def device(self) -> str:
+        return self._device.name
+
+    # -- host conversions: the only ways data leaves the device --------------
+    def numpy(self):
+        """A host copy: an ``ndarray``, or a NumPy scalar for a 0-d tensor."""
+        a = self._device.to_host(self._data)
+        return a[()] if a.ndim == 0 else a
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._device.to_host(self._data)
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def _scalar(self, kind):
+        if self._data.size != 1:
+            if kind is bool:
+                raise ValueError("The truth value of an array with more than one element is "
+                                 "ambiguous. Use gpuad.reduce_any/reduce_all, or compare a reduction.")
+            raise TypeError(f"only 0-dimensional (size-1) tensors can be converted to Python "
+                            f"scalars; this one has shape {self.shape}")
+        return kind(self._device.to_host(self._data).reshape(()).item())
+
+    def __float__(self):
+        return self._scalar(float)
+
+    def __int__(self):
+        return self._scalar(int)
+
+    def __bool__(self):
+        return self._scalar(bool)
+
+    def __index__(self):
+        if not self.dtype.is_integer:
+            raise TypeError(f"only integer tensors can be used as an index, not {self.dtype.name}")
+        return self._scalar(int)
+
+    def __len__(self):
+        if not self._data.shape:
+            raise TypeError("Scalar tensor has no `len()`")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if not self._data.shape:
+            raise TypeError("Cannot iterate over a scalar tensor.")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    # -- identity -------------------------------------------------------------
+    def __hash__(self):
+        raise TypeError("Tensor is unhashable. Instead, use tensor.ref() as the key.")
+
+    def ref(self) -> "Reference":
+        """A hashable handle: equal for the same tensor, usable as a dict key."""
+        return Reference(self)
+
+    def __setitem__(self, key, value):
+        raise TypeError("gpuad.Tensor is immutable: it does not support item assignment. "
+                        "Build a new tensor (gpuad.where, gpuad.concat) or use a Variable.")
+
+    def __repr__(self):
+        return (f"<gpuad.Tensor: shape={self.shape}, dtype={self.dtype.name}, "
+                f"device={self.device}, numpy={_numpy_text(self.numpy(), repr)}>")
+
+    def __str__(self):
+        return f"gpuad.Tensor({_numpy_text(self.numpy(), str)}, shape={self.shape}, dtype={self.dtype.name})"
+
+    def to(self, device) -> "Tensor":
+        """A copy of this tensor on ``device`` (through the host)."""
+        dev = _devices.get(device)
+        if dev is self._device:
+            return self
+        return Tensor(dev.from_host(self._device.to_host(self._data)), dev)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+
+def _numpy_text(value, fmt) -> str:
+    """TF's rule: 0-d values print through ``.item()`` (repr) or ``str``; a
+    multi-line array starts on a new line."""
+    if isinstance(value, np.ndarray):
+        text = fmt(value)
+    else:
+        text = repr(value.item()) if fmt is repr else str(value)
+    return "\n" + text if "\n" in text else text
+
+
+class Reference:
+    """A hashable reference to a Tensor or Variable (``t.ref()``)."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def deref(self):
+        return self._obj
+
+    def __eq__(self, other):
+        return isinstance(other, Reference) and other._obj is self._obj
+
+    def __hash__(self):
+        return id(self._obj)
+
+    def __repr__(self):
+        return f"<Reference wrapping {self._obj!r}>"
+
+
+# -- conversion ------------------------------------------------------------------
+
+def _host_array(value, dtype: _dtypes.DType | None) -> np.ndarray:
+    """Python or NumPy data -> a host array with gpuad's dtype inference:
+    Python float -> float32, Python int -> int32 (int64 if it does not fit),
+    NumPy dtypes kept; with ``dtype`` given, Python floats never become ints."""
+    if value is None:
+        raise ValueError("Attempt to convert a value (None) with an unsupported type "
+                         "(<class 'NoneType'>) to a Tensor.")
+    from_numpy = isinstance(value, (np.ndarray, np.generic))
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"Cannot convert {value!r} to a tensor: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"Cannot convert {value!r} of type {type(value).__name__} to a "
+                        f"tensor: gpuad holds bool, integer and float data only.")
+    if dtype is not None:
+        if arr.dtype.kind == "f" and not dtype.is_floating and not from_numpy:
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.trunc(arr)):
+                raise TypeError(f"Cannot convert {value!r} to a tensor of dtype {dtype.name}: "
+                                f"a float does not convert to an integer dtype silently; "
+                                f"use gpuad.cast to truncate.")
+        return arr.astype(dtype.numpy, copy=False)
+    if not from_numpy:
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind in "iu":
+            info = np.iinfo(np.int32)
+            fits = arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max)
+            arr = arr.astype(np.int32 if fits else np.int64)
+    return arr
+
+
+def convert_to_tensor(value, dtype=None, device=None, dtype_hint=None) -> Tensor:
+    """``value`` as a Tensor: Tensors pass through, Variables are read, anything
+    ``constant`` accepts is converted.
+
+    >>> import gpuad as ad
+    >>> ad.convert_to_tensor(1.0, dtype_hint=ad.float64).dtype
+    gpuad.float64
+    """
+    if dtype is not None:
+        dtype = _dtypes.as_dtype(dtype)
+    if isinstance(value, Variable):
+        value = value._read()
+    if isinstance(value, Tensor):
+        if dtype is not None and value.dtype != dtype:
+            raise ValueError(f"Tensor conversion requested dtype {dtype.name} for Tensor with "
+                             f"dtype {value.dtype.name}: {value!r}")
+        if device is not None and _devices.get(device) is not value._device:
+            return value.to(device)
+        return value
+    if dtype is None and dtype_hint is not None and not isinstance(value, (np.ndarray, np.generic)):
+        hint = _dtypes.as_dtype(dtype_hint)
+        arr = _host_array(value, None)
+        if arr.dtype.kind == "f" or hint.is_floating or arr.dtype.kind == hint.numpy.kind:
+            dtype = hint
+    arr = _host_array(value, dtype)
+    dev = _devices.current() if device is None else _devices.get(device)
+    return Tensor(dev.from_host(arr), dev)
+
+
+def constant(value, dtype=None, device=None) -> Tensor:
+    """A tensor holding ``value`` (a Python number or nested list, a NumPy
+    array, or a tensor).
+
+    >>> import gpuad as ad, numpy as np
+    >>> ad.constant(1.0).dtype, ad.constant(1).dtype, ad.constant(np.ones(2)).dtype
+    (gpuad.float32, gpuad.int32, gpuad.float64)
+    >>> ad.constant(1, dtype=ad.float32)
+    <gpuad.Tensor: shape=(), dtype=float32, device=cpu, numpy=1.0>
+    """
+    if isinstance(value, (Tensor, Variable)):
+        t = value._read() if isinstance(value, Variable) else value
+        if dtype is not None and _dtypes.as_dtype(dtype) != t.dtype:
+            from .ops.math import cast
+            t = cast(t, dtype)
+        return t if device is None else t.to(device)
+    return convert_to_tensor(value, dtype=dtype, device=device)
+
+
+def is_tensor(x) -> bool:
+    """True for Tensors and Variables (as ``tf.is_tensor``)."""
+    return isinstance(x, (Tensor, Variable))
+
+
+# -- Variable ----------------------------------------------------------------
+
+class Variable:
+    """A mutable tensor whose reads are differentiable; trainable ones are
+    watched automatically by every active :class:`GradientTape`.
+
+    Shape and dtype are fixed at creation. ``assign``, ``assign_add`` and
+    ``assign_sub`` return the variable; a wrong shape or dtype raises and
+    leaves the value untouched.
+
+    >>> import gpuad as ad
+    >>> v = ad.Variable(3.0)
+    >>> with ad.GradientTape() as tape:
+    ...     y = v * v
+    >>> float(tape.gradient(y, v))
+    6.0
+    """
+
+    __slots__ = ("_value", "_id", "_trainable", "_name", "__weakref__")
+    __array_priority__ = 100
+
+    def __init__(self, initial_value=None, trainable=True, name=None, dtype=None, device=None):
+        if initial_value is None:
+            raise ValueError("The `initial_value` arg to `gpuad.Variable` must be specified.")
+        if callable(initial_value):
+            initial_value = initial_value()
+        value = constant(initial_value, dtype=dtype, device=device)
+        if isinstance(initial_value, Tensor) and device is None:
+            value = Tensor(value._data, value._device)  # a fresh id: not the tensor's own
+        self._value = value
+        self._id = _next_id()
+        self._trainable = True if trainable is None else bool(trainable)
+        self._name = ("Variable" if name is None else str(name)) + ":0"
+
+    # -- reading ---------------------------------------------------------------
+    def _read(self) -> Tensor:
+        """The current value as a Tensor; recorded on every active tape that
+        watches this variable (and auto-watched where the tape says so)."""
+        from .tape import read_variable
+        return read_variable(self)
+
+    def read_value(self) -> Tensor:
+        return self._read()
+
+    def value(self) -> Tensor:
+        return self._read()
+
+    @property
+    def shape(self) -> tuple:
+        return self._value._data.shape
+
+    @property
+    def dtype(self) -> _dtypes.DType:
+        return self._value.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    @property
+    def size(self) -> int:
+        return self._value.size
+
+    @property
+    def device(self) -> str:
+        return self._value.device
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    def numpy(self):
+        return self._value.numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value.__array__(dtype)
+
+    def __float__(self):
+        return float(self._value)
+
+    def __int__(self):
+        return int(self._value)
+
+    def __bool__(self):
+        return bool(self._value)
+
+    def __index__(self):
+        return self._value.__index__()
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __hash__(self):
+        raise TypeError(f"Variable is unhashable. Instead, use variable.ref() as the key. "
+                        f"(Variable: {self!r})")
+
+    def ref(self) -> Reference:
+        return Reference(self)
+
+    def __repr__(self):
+        t = self._value
+        return (f"<gpuad.Variable '{self._name}' shape={t.shape} dtype={t.dtype.name}, "
+                f"device={t.device}, numpy={_numpy_text(t.numpy(), repr)}>")
+
+    __str__ = __repr__
+
+    def __iadd__(self, other):
+        raise RuntimeError("`variable += value` with gpuad.Variables is not supported. Use "
+                           "`variable.assign_add(value)` to modify the variable, or "
+                           "`out = variable + value` if you need a new Tensor.")
+
+    __isub__ = __imul__ = __itruediv__ = __iadd__
+
+    def to(self, device) -> Tensor:
+        return self._value.to(device)
+
+    def cpu(self) -> Tensor:
+        return self._value.cpu()
+
+    # -- writing ---------------------------------------------------------------
+    def _coerce(self, value, op: str) -> Tensor:
+        """``value`` as a Tensor of this variable's dtype and device, or an error."""
+        if isinstance(value, Variable):
+            value = value._value
+        if isinstance(value, Tensor):
+            if value.dtype != self.dtype:
+                raise ValueError(f"Tensor conversion requested dtype {self.dtype.name} for "
+                                 f"Tensor with dtype {value.dtype.name}: {value!r}. "
+                                 f"Cast it first with gpuad.cast(value, gpuad.{self.dtype.name}).")
+            if value._device is not self._value._device:
+                raise InvalidArgumentError(
+                    f"Cannot {op} a tensor on {value.device} to variable '{self._name}' "
+                    f"on {self.device}; move it with .to({self.device!r}).", op)
+            return value
+        return convert_to_tensor(value, dtype=self.dtype, device=self._value._device)
+
+    def assign(self, value, read_value=True):
+        """Set the value; the shape and dtype must match exactly (no broadcasting)."""
+        t = self._coerce(value, "assign")
+        if t.shape != self.shape:
+            raise ValueError(f"Cannot assign value to variable '{self._name}': Shape mismatch. "
+                             f"The variable shape {self.shape}, and the assigned value shape "
+                             f"{t.shape} are incompatible.")
+        self._value = Tensor(t._data, t._device)
+        return self if read_value else None
+
+    def _update(self, delta, kernel: str, op: str, read_value: bool):
+        t = self._coerce(delta, op)
+        if t.shape != self.shape:
+            raise InvalidArgumentError(
+                f"Cannot update variable '{self._name}' with shape {list(self.shape)} using a "
+                f"Tensor with shape {list(t.shape)}, shapes must be equal.", op)
+        dev = self._value._device
+        self._value = Tensor(dev.binary(kernel, self._value._data, t._data), dev)
+        return self if read_value else None
+
+    def assign_add(self, delta, read_value=True):
+        """Add ``delta`` (same shape and dtype) in place; not differentiated."""
+        return self._update(delta, "add", "assign_add", read_value)
+
+    def assign_sub(self, delta, read_value=True):
+        """Subtract ``delta`` (same shape and dtype) in place; not differentiated."""
+        return self._update(delta, "sub", "assign_sub", read_value)

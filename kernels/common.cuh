@@ -1,0 +1,32 @@
+// Helpers shared by every kernel family in kernels/*.cu.
+// Device code only: no host logic lives in kernels/ (the launch layer is Python).
+#pragma once
+
+#include <stdint.h>
+
+#define GPUAD_MAX_RANK 8
+
+// Shapes and strides (in elements) of an operand, passed by value to kernels so a
+// broadcasting or strided view needs no extra device memory.
+struct Layout {
+    int rank;
+    int64_t shape[GPUAD_MAX_RANK];
+    int64_t strides[GPUAD_MAX_RANK];  // 0 along broadcast axes
+};
+
+// The element offset of logical index `linear` (row-major over out.shape) in an
+// operand laid out by `in`, which has the same rank (broadcast axes have stride 0).
+__device__ __forceinline__ int64_t offset_of(int64_t linear, const Layout& out, const Layout& in) {
+    int64_t offset = 0;
+    for (int d = out.rank - 1; d >= 0; --d) {
+        const int64_t i = linear % out.shape[d];
+        linear /= out.shape[d];
+        offset += i * in.strides[d];
+    }
+    return offset;
+}
+
+// Grid-stride loop over [0, n): every launch shape covers every element exactly once.
+#define GPUAD_GRID_STRIDE(i, n)                                                     \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);      \
+         i += (int64_t)blockDim.x * gridDim.x)
