@@ -1,0 +1,59 @@
+"""``python -m gpuad``: the command line.
+
+    python -m gpuad demo     fit a quadratic by gradient descent, printing progress
+    python -m gpuad info     the devices gpuad can use
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _demo(args) -> int:
+    import numpy as np
+    import gpuad as ad
+
+    dev = args.device or ad.devices.available()[0]
+    print(f"gpuad {ad.__version__} on device {dev}: fitting y = a*x**2 + b*x + c by gradient descent")
+    rng = np.random.default_rng(0)
+    with ad.device(dev):
+        xs = ad.constant(np.linspace(-2, 2, 64), dtype=ad.float32)
+        true = (1.5, -0.7, 0.3)
+        ys = true[0] * xs ** 2 + true[1] * xs + true[2] + ad.constant(rng.normal(0, 0.05, 64), ad.float32)
+        a, b, c = (ad.Variable(0.0, name=n) for n in "abc")
+        for step in range(args.steps + 1):
+            with ad.GradientTape() as tape:
+                loss = ad.reduce_mean((a * xs ** 2 + b * xs + c - ys) ** 2)
+            grads = tape.gradient(loss, [a, b, c])
+            for v, g in zip((a, b, c), grads):
+                v.assign_sub(g * args.lr)
+            if step % max(args.steps // 10, 1) == 0:
+                print(f"step {step:5d}  loss {float(loss):.6f}  a={float(a):+.4f} "
+                      f"b={float(b):+.4f} c={float(c):+.4f}")
+    print(f"true values:             a={true[0]:+.4f} b={true[1]:+.4f} c={true[2]:+.4f}")
+    return 0
+
+
+def _info(args) -> int:
+    import gpuad as ad
+    print(json.dumps(ad.devices.info(), indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpuad", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="fit a quadratic by gradient descent")
+    demo.add_argument("--steps", type=int, default=500)
+    demo.add_argument("--lr", type=float, default=0.05)
+    demo.add_argument("--device", default=None, help="cpu, emulated, cuda:N (default: the first usable)")
+    demo.set_defaults(run=_demo)
+    info = sub.add_parser("info", help="list the devices gpuad can use")
+    info.set_defaults(run=_info)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
