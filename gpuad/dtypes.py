@@ -1,11 +1,11 @@
 """Data types: thin named wrappers around NumPy dtypes.
 
-A gpuad dtype compares equal to the NumPy dtype and to its name, so
-``gpuad.float32 == np.float32 == "float32"`` holds, as in TensorFlow.
+A gpuad dtype compares equal to the NumPy dtype and to its name, so both
+``gpuad.float32 == np.float32`` and ``gpuad.float32 == "float32"`` hold, as in TensorFlow.
 
 >>> import gpuad as ad, numpy as np
->>> ad.float32 == np.float32 == "float32"
-True
+>>> ad.float32 == np.float32, ad.float32 == "float32"
+(True, True)
 >>> ad.float64.is_floating, ad.int32.is_floating
 (True, False)
 """
