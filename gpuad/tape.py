@@ -118,6 +118,8 @@ class UnconnectedGradients(enum.Enum):
 
 
 def _unconnected_mode(value) -> UnconnectedGradients:
+    if value is UnconnectedGradients.NONE or value == "none":
+        return UnconnectedGradients.NONE
     try:
         return UnconnectedGradients(value.value if isinstance(value, UnconnectedGradients) else value)
     except ValueError:
@@ -281,6 +283,12 @@ class GradientTape:
         if sources is None:
             raise TypeError("GradientTape.gradient got sources=None; pass a Tensor, a Variable "
                             "or a nest of them.")
+        if type(target) is Tensor and type(sources) is Tensor and output_gradients is None:
+            # the common case, without the nest machinery
+            self._begin_backward()
+            grads = backward(self._take_nodes(), [target], [None], [sources],
+                             consume=not self._persistent)
+            return _finish(grads.get(sources._id), sources, mode)
         targets = [_check_differentiable(t, "target", i) for i, t in enumerate(nest.flatten(target))]
         flat_sources = [_check_differentiable(s, "source", i) for i, s in enumerate(nest.flatten(sources))]
         seeds = _seeds(targets, output_gradients)
@@ -384,19 +392,19 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     walk goes, so each node (and the residuals it holds) is freed right after
     its VJP ran.
     """
-    from .ops.math import add
-    from .ops.creation import ones_like
-
     cot: dict[int, Tensor] = {}
     for t, seed in zip(targets, seeds):
         if not t.dtype.is_floating:
             continue  # integer and bool targets have no gradient
         if seed is None:
-            seed = ones_like(t)
+            value = t._value if isinstance(t, Variable) else t
+            seed = Tensor(value._device.fill("fill", value._data.shape, 1, value._data.dtype),
+                          value._device)
         prev = cot.get(t._id)
-        cot[t._id] = seed if prev is None else add(prev, seed)
+        cot[t._id] = seed if prev is None else _add(prev, seed)
 
-    # Only differentiate toward inputs that lead to a source.
+    # Only differentiate toward inputs that lead to a source. Sources are float
+    # and recorded outputs are float, so integer inputs never enter this set.
     source_ids = {s._id for s in sources if s.dtype.is_floating}
     relevant = set(source_ids)
     for node in nodes:
@@ -405,30 +413,27 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
                 relevant.add(node.out._id)
                 break
 
-    def step(node):
-        out_id = node.out._id
+    n = len(nodes)
+    while n:
+        n -= 1
+        node = nodes.pop() if consume else nodes[n]
+        out = node.out
+        out_id = out._id
         g = cot.get(out_id) if out_id in source_ids else cot.pop(out_id, None)
         if g is None:
-            return
+            continue
         vjps = node.prim.vjps
         inputs = node.inputs
-        attrs = node.attrs or {}
+        attrs = node.attrs
         for i, x in enumerate(inputs):
             xid = x._id
-            if xid not in relevant or vjps[i] is None or not x.dtype.is_floating:
+            if xid not in relevant or vjps[i] is None:
                 continue
-            gx = vjps[i](g, node.out, *inputs, **attrs)
+            gx = vjps[i](g, out, *inputs) if attrs is None else vjps[i](g, out, *inputs, **attrs)
             if gx is None:
                 continue
             prev = cot.get(xid)
-            cot[xid] = gx if prev is None else add(prev, gx)
-
-    if consume:
-        while nodes:
-            step(nodes.pop())
-    else:
-        for node in reversed(nodes):
-            step(node)
+            cot[xid] = gx if prev is None else _add(prev, gx)
     return {sid: cot[sid] for sid in source_ids if sid in cot}
 
 
@@ -474,3 +479,4 @@ def _assemble(rows, target_shape, source, source_shape, mode):
 
 
 from .ops.table import READ_VARIABLE  # noqa: E402  (the table imports this module)
+from .ops.math import add as _add  # noqa: E402

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 
@@ -79,6 +80,15 @@ class Device:
 
     def to_host(self, buffer):  # a buffer -> a new NumPy array
         raise NotImplementedError
+
+    def kernel(self, family: str, op: str):
+        """A callable ``fn(*buffers, **attrs)`` for one kernel. Primitives resolve it
+        once per device and cache it, so a device can hand back its fastest entry
+        point (the NumPy ufunc itself, a compiled CUDA function)."""
+        if not self.supports(family, op):
+            raise NotImplementedError(f"device {self.name} has no kernel {family}/{op}; "
+                                      f"gpuad never falls back to the host silently.")
+        return functools.partial(getattr(self, family), op)
 
     def supports(self, family: str, op: str) -> bool:
         """Whether this device implements ``op`` of kernel ``family``."""

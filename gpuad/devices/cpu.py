@@ -58,6 +58,9 @@ _BINARY = {
 }
 
 
+_CHECKED_BINARY = frozenset({"pow", "floordiv", "floormod"})  # integer edge cases raise
+
+
 def _guarded(dy, grad):
     """TF's Sqrt/Rsqrt/ReciprocalGrad: a zero upstream gives zero, even where
     the local derivative is infinite (so ``where(x > 0, sqrt(x), 0)`` is NaN-free)."""
@@ -122,6 +125,14 @@ class CpuDevice(Device):
 
     def to_host(self, buffer):
         return np.array(buffer, copy=True)
+
+    def kernel(self, family, op):
+        # Most element-wise kernels are the ufunc itself: no wrapper on the hot path.
+        if family == "unary":
+            return _UNARY[op]
+        if family == "binary" and op not in _CHECKED_BINARY:
+            return _BINARY[op]
+        return super().kernel(family, op)
 
     # element-wise ------------------------------------------------------------
     def unary(self, op, x):

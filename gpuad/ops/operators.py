@@ -69,5 +69,3 @@ OPERATORS = {
 for _name, _fn in OPERATORS.items():
     setattr(Tensor, _name, _fn)
     setattr(Variable, _name, _fn)
-# The operators above make Tensors compare element-wise, so they cannot hash.
-Tensor.__hash__ = Tensor.__dict__["__hash__"] if "__hash__" in Tensor.__dict__ else None

@@ -24,10 +24,11 @@ class Primitive:
     ``vjps`` holds one function per input, ``vjp(g, out, *inputs, **attrs)``,
     returning the input's gradient or None; ``vjps=None`` marks the primitive
     as not differentiable (it is never recorded). ``kinds`` are the NumPy dtype
-    kinds its inputs may have.
+    kinds its inputs may have. ``kernels`` caches the device's kernel callable
+    per device, resolved on first use.
     """
 
-    __slots__ = ("name", "family", "op", "vjps", "kinds")
+    __slots__ = ("name", "family", "op", "vjps", "kinds", "kernels")
 
     def __init__(self, name, family, op=None, vjps=None, kinds=_ANY):
         self.name = name
@@ -35,6 +36,14 @@ class Primitive:
         self.op = op if op is not None else name
         self.vjps = vjps
         self.kinds = kinds
+        self.kernels = {}
+
+    def kernel(self, dev):
+        """This primitive's kernel on device ``dev`` (resolved once, then cached)."""
+        k = self.kernels.get(dev)
+        if k is None:
+            k = self.kernels[dev] = dev.kernel(self.family, self.op)
+        return k
 
     def __repr__(self):
         return f"<primitive {self.name}>"
@@ -66,7 +75,8 @@ def run1(prim, x):
     if data.dtype.kind not in prim.kinds:
         raise _kind_error(prim, x, 0)
     dev = x._device
-    out = Tensor(getattr(dev, prim.family)(prim.op, data), dev)
+    k = prim.kernels.get(dev) or prim.kernel(dev)
+    out = Tensor(k(data), dev)
     if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
         record(prim, (x,), out, None)
     return out
@@ -84,7 +94,8 @@ def run2(prim, x, y):
         raise _device_error(prim.name, dev, y._device)
     if xd.shape != yd.shape:
         broadcast_shape(prim.name, xd.shape, yd.shape)
-    out = Tensor(getattr(dev, prim.family)(prim.op, xd, yd), dev)
+    k = prim.kernels.get(dev) or prim.kernel(dev)
+    out = Tensor(k(xd, yd), dev)
     if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
         record(prim, (x, y), out, None)
     return out
@@ -96,7 +107,8 @@ def run(prim, inputs, **attrs):
     for i, x in enumerate(inputs):
         if x._device is not dev:
             raise _device_error(prim.name, dev, x._device)
-    out = Tensor(getattr(dev, prim.family)(prim.op, *[x._data for x in inputs], **attrs), dev)
+    k = prim.kernels.get(dev) or prim.kernel(dev)
+    out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
     if _state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
         record(prim, inputs, out, attrs or None)
     return out
@@ -113,15 +125,30 @@ def to_tensor(x) -> Tensor:
     return convert_to_tensor(x)
 
 
+_scalar_buffers: dict = {}
+
+
 def adopt(value, like: Tensor) -> Tensor:
     """A non-tensor operand converted to ``like``'s dtype and device: Python
     numbers and lists follow the Python-scalar rule (a float never silently
     becomes an int), NumPy data is cast silently, as in TensorFlow."""
+    dev = like._device
+    cls = type(value)
+    if cls is float or cls is int:
+        # Buffers are immutable, so one 0-d buffer per (value, dtype, device) can
+        # back every use of a constant like the 2.0 in `x * 2.0`. Zero is not
+        # cached: 0.0 == -0.0 as dict keys, but their signs differ.
+        key = (cls, value, like._data.dtype, dev)
+        data = _scalar_buffers.get(key) if value else None
+        if data is None:
+            data = dev.from_host(_host_array(value, like.dtype))
+            if value and len(_scalar_buffers) < 4096:
+                _scalar_buffers[key] = data
+        return Tensor(data, dev)
     if isinstance(value, (np.ndarray, np.generic)):
         arr = np.asarray(value).astype(like._data.dtype)
     else:
         arr = _host_array(value, like.dtype)
-    dev = like._device
     return Tensor(dev.from_host(arr), dev)
 
 
