@@ -7,7 +7,7 @@ in sorted key order, as TensorFlow's ``tf.nest`` does.
 >>> nest.flatten({"b": [1, 2], "a": 3})
 [3, 1, 2]
 >>> nest.pack_sequence_as({"b": [0, 0], "a": 0}, [30, 10, 20])
-{'a': 30, 'b': [10, 20]}
+{'b': [10, 20], 'a': 30}
 """
 
 

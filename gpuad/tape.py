@@ -133,9 +133,9 @@ _int_watch_warnings = [0]
 def _check_differentiable(x, role: str, index: int):
     if isinstance(x, (Tensor, Variable)):
         return x
-    if x is None and role == "source":
-        raise TypeError("GradientTape.gradient got None as a source; sources must be Tensors "
-                        "or Variables (or nests of them).")
+    if x is None:
+        raise TypeError(f"GradientTape.gradient got None as a {role}; {role}s must be Tensors "
+                        f"or Variables (or nests of them).")
     raise AttributeError(f"GradientTape: {role} #{index} is {x!r} of type {type(x).__name__!r}, "
                          f"not a gpuad.Tensor or gpuad.Variable; convert it with "
                          f"gpuad.constant(...) and watch it before computing with it.")
@@ -286,14 +286,17 @@ class GradientTape:
         if type(target) is Tensor and type(sources) is Tensor and output_gradients is None:
             # the common case, without the nest machinery
             self._begin_backward()
+            tracked = self._tracked
             grads = backward(self._take_nodes(), [target], [None], [sources],
-                             consume=not self._persistent)
+                             consume=not self._persistent, tracked=tracked)
             return _finish(grads.get(sources._id), sources, mode)
         targets = [_check_differentiable(t, "target", i) for i, t in enumerate(nest.flatten(target))]
         flat_sources = [_check_differentiable(s, "source", i) for i, s in enumerate(nest.flatten(sources))]
         seeds = _seeds(targets, output_gradients)
         self._begin_backward()
-        grads = backward(self._take_nodes(), targets, seeds, flat_sources, consume=not self._persistent)
+        tracked = self._tracked
+        grads = backward(self._take_nodes(), targets, seeds, flat_sources,
+                         consume=not self._persistent, tracked=tracked)
         return nest.pack_sequence_as(sources, [_finish(grads.get(s._id), s, mode) for s in flat_sources])
 
     def jacobian(self, target, sources, unconnected_gradients=UnconnectedGradients.NONE,
@@ -308,8 +311,10 @@ class GradientTape:
             raise RuntimeError("GradientTape must be created with persistent=True to compute the "
                                "jacobian with experimental_use_pfor set to False.")
         self._begin_backward()
+        tracked = self._tracked
         nodes = self._take_nodes()
-        rows = _jacobian_rows(nodes, target, target.shape, flat_sources, batch=False)
+        rows = _jacobian_rows(nodes, target, target.shape, flat_sources, batch=False,
+                              tracked=tracked)
         results = []
         for s, srows in zip(flat_sources, rows):
             results.append(_assemble(srows, target.shape, s, s.shape, mode))
@@ -323,15 +328,18 @@ class GradientTape:
             # TF's text has no space in "tocompute"; kept so code matching it still works
             raise RuntimeError(_NON_PERSISTENT.replace("used to compute", "used tocompute"))
         target = _single_tensor(target, "batch_jacobian", "target")
-        source = _single_tensor(source, "batch_jacobian", "source")
+        if not isinstance(source, Variable):  # a Variable stays itself: its reads lead to it
+            source = _single_tensor(source, "batch_jacobian", "source")
         if target.ndim < 2:
             raise ValueError(f"Shape {target.shape} must have rank at least 2")
         if source.ndim < 1 or target.shape[0] != source.shape[0]:
             raise ValueError(f"Need first dimension of target shape ({target.shape}) and source "
                              f"shape ({source.shape}) to match.")
         self._begin_backward()
+        tracked = self._tracked
         nodes = self._take_nodes()
-        (rows,) = _jacobian_rows(nodes, target, target.shape[1:], [source], batch=True)
+        (rows,) = _jacobian_rows(nodes, target, target.shape[1:], [source], batch=True,
+                                 tracked=tracked)
         from .ops import array as A, creation as C
         inner = target.shape[1:]
         b = target.shape[0]
@@ -385,12 +393,14 @@ def _seeds(targets, output_gradients) -> list:
     return seeds
 
 
-def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bool) -> dict:
+def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bool,
+             tracked=None) -> dict:
     """Reverse-mode accumulation over ``nodes`` (in recording order).
 
     Returns {source id: gradient}. With ``consume`` the list is emptied as the
     walk goes, so each node (and the residuals it holds) is freed right after
-    its VJP ran.
+    its VJP ran. With ``tracked`` (the tape's watched/recorded ids), a source
+    the tape never tracked gets no gradient (unless it is a target itself).
     """
     cot: dict[int, Tensor] = {}
     for t, seed in zip(targets, seeds):
@@ -406,7 +416,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     # Only differentiate toward inputs that lead to a source. Sources are float
     # and recorded outputs are float, so integer inputs never enter this set.
     source_ids = {s._id for s in sources if s.dtype.is_floating}
-    relevant = set(source_ids)
+    relevant = {i for i in source_ids if tracked is None or i in tracked}
     for node in nodes:
         for x in node.inputs:
             if x._id in relevant:
@@ -444,7 +454,7 @@ def _finish(grad, source, mode):
     return grad
 
 
-def _jacobian_rows(nodes, target, inner_shape, sources, batch: bool) -> list:
+def _jacobian_rows(nodes, target, inner_shape, sources, batch: bool, tracked=None) -> list:
     """For each source, the list of gradients of each element of ``target``
     (each element of its per-example part when ``batch``)."""
     from .ops import array as A, creation as C
@@ -461,7 +471,7 @@ def _jacobian_rows(nodes, target, inner_shape, sources, batch: bool) -> list:
             seed = A.broadcast_to(A.reshape(seed, (1,) + tuple(inner_shape)), target.shape)
         else:
             seed = A.reshape(seed, target.shape)
-        grads = backward(nodes, [target], [seed], sources, consume=False)
+        grads = backward(nodes, [target], [seed], sources, consume=False, tracked=tracked)
         for k, s in enumerate(sources):
             rows[k].append(grads.get(s._id))
     return rows

@@ -189,10 +189,10 @@ def _host_array(value, dtype: _dtypes.DType | None) -> np.ndarray:
                         f"tensor: gpuad holds bool, integer and float data only.")
     if dtype is not None:
         if arr.dtype.kind == "f" and not dtype.is_floating and not from_numpy:
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.trunc(arr)):
-                raise TypeError(f"Cannot convert {value!r} to a tensor of dtype {dtype.name}: "
-                                f"a float does not convert to an integer dtype silently; "
-                                f"use gpuad.cast to truncate.")
+            # as TF: a Python float, even an integral one like 3.0, never becomes an int
+            raise TypeError(f"Cannot convert {value!r} to a tensor of dtype {dtype.name}: "
+                            f"a float does not convert to an integer dtype silently; "
+                            f"use gpuad.cast to truncate.")
         return arr.astype(dtype.numpy, copy=False)
     if not from_numpy:
         if arr.dtype.kind == "f":

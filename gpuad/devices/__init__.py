@@ -215,6 +215,26 @@ def info() -> dict:
             "devices": available()}
 
 
-from . import cpu as _cpu  # noqa: E402  (registers the cpu device)
+from . import cpu as _cpu  # noqa: E402
+
+
+def _cuda(name: str) -> Device:
+    from .cuda import KernelDevice
+    from .cuda.cupy_launcher import CupyLauncher, probe
+    count = probe()
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if not 0 <= index < count:
+        raise ValueError(f"Unknown device {name!r}: this machine has {count} GPU(s), "
+                         f"cuda:0 to cuda:{count - 1}. Use one of those, or 'cpu'.")
+    return KernelDevice(CupyLauncher(index))
+
+
+def _cuda_usable():
+    from .cuda.cupy_launcher import usable
+    return usable()
+
+
+_cuda.usable = _cuda_usable
 
 register("cpu", lambda name: _cpu.CpuDevice())
+register("cuda", _cuda)

@@ -17,6 +17,9 @@ from . import philox
 # keep NumPy from warning about them, for calls made from this module only
 # (an np.errstate per call would cost more than the op itself).
 warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
+# Plain ufuncs are handed out as kernels (CpuDevice.kernel) and called straight from
+# gpuad.ops.primitive, so NumPy attributes their warnings to that module.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"gpuad\.ops\.primitive\Z")
 
 
 def _relu(x):
@@ -128,9 +131,9 @@ class CpuDevice(Device):
 
     def kernel(self, family, op):
         # Most element-wise kernels are the ufunc itself: no wrapper on the hot path.
-        if family == "unary":
+        if family == "unary" and op in _UNARY:
             return _UNARY[op]
-        if family == "binary" and op not in _CHECKED_BINARY:
+        if family == "binary" and op in _BINARY and op not in _CHECKED_BINARY:
             return _BINARY[op]
         return super().kernel(family, op)
 
@@ -192,6 +195,11 @@ class CpuDevice(Device):
 
     def gather(self, op, x, indices, axis, shape=None):
         if op == "gather":
+            n = x.shape[axis]
+            if indices.size and (indices.min() < 0 or indices.max() >= n):
+                bad = indices[(indices < 0) | (indices >= n)].flat[0]
+                raise InvalidArgumentError(f"gather: index {bad} is not in [0, {n}) (axis {axis} "
+                                           f"of a tensor of shape {x.shape}).", "gather")
             return np.take(x, indices, axis=axis)
         # scatter_add: x holds the updates, shape is the full result's shape
         out, moved = _moved_scatter_target(shape, x.dtype, axis)

@@ -103,13 +103,19 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits):
-    """Cross entropy against integer class ``labels`` (shape ``logits.shape[:-1]``)."""
+    """Cross entropy against integer class ``labels`` (shape ``logits.shape[:-1]``);
+    a label outside [0, num_classes) gives a NaN loss."""
     z = to_tensor(logits)
     idx = to_tensor(labels)
     if idx.shape != z.shape[:-1]:
         raise InvalidArgumentError(f"labels shape {idx.shape} must equal logits shape without "
                                    f"its last axis, {z.shape[:-1]}.", "sparse_softmax_cross_entropy")
-    return softmax_cross_entropy_with_logits(C.one_hot(idx, z.shape[-1], dtype=z.dtype), z)
+    n = z.shape[-1]
+    loss = softmax_cross_entropy_with_logits(C.one_hot(idx, n, dtype=z.dtype), z)
+    # A label outside [0, n) has no class to score: its loss is NaN (as TF on a GPU),
+    # decided on the device, without a host round trip.
+    valid = M.logical_and(idx >= 0, idx < n)
+    return M.where(valid, loss, float("nan"))
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None):
@@ -117,6 +123,10 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None):
     max(x, 0) - x z + log(1 + e ** -|x|)."""
     x = to_tensor(logits)
     z = to_tensor(labels) if isinstance(labels, (Tensor, Variable)) else adopt(labels, x)
+    if z.shape != x.shape or z.dtype != x.dtype:  # checked first: a failed op records nothing
+        raise InvalidArgumentError(f"logits and labels must have the same shape and dtype: "
+                                   f"logits {x.shape} {x.dtype.name} vs labels {z.shape} "
+                                   f"{z.dtype.name}.", "sigmoid_cross_entropy_with_logits")
     positive = x >= 0
     relu_x = M.where(positive, x, 0)
     neg_abs = M.where(positive, -x, x)

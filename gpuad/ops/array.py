@@ -356,4 +356,12 @@ def getitem(x, key):
         ellipsis_span = 0
     axis = sum(1 for k in before if k is None or isinstance(k, slice)) + \
         sum(ellipsis_span for k in before if k is Ellipsis)
-    return gather(sliced, index, axis=axis)
+    # NumPy treats integers as advanced indices too once an array index is present:
+    # separated from it by a slice, None or ..., the indexed axes move to the front.
+    out = gather(sliced, index, axis=axis)
+    scalars = [i for i, k in enumerate(key) if isinstance(k, (int, np.integer))]
+    if scalars and any(not isinstance(key[i], (int, np.integer)) and not _is_advanced(key[i])
+                       for i in range(min(scalars + [pos]), max(scalars + [pos]))):
+        moved = list(range(axis, axis + index.ndim))
+        out = transpose(out, moved + [i for i in range(out.ndim) if i not in moved])
+    return out

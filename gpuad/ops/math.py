@@ -24,7 +24,9 @@ def _unary(prim, what):
     def op(x):
         return run1(prim, x if type(x) is Tensor else to_tensor(x))
     op.__name__ = op.__qualname__ = prim.name
-    op.__doc__ = f"Element-wise {what}.\n\n>>> import gpuad as ad\n>>> ad.{prim.name}(ad.constant(1.0)).dtype\ngpuad.float32\n"
+    example, dtype = ("True", "bool") if prim.kinds == "b" else ("1.0", "float32")
+    op.__doc__ = (f"Element-wise {what}.\n\n>>> import gpuad as ad\n"
+                  f">>> ad.{prim.name}(ad.constant({example})).dtype\ngpuad.{dtype}\n")
     return op
 
 
@@ -149,7 +151,12 @@ def cast(x, dtype):
 def clip_by_value(t, clip_value_min, clip_value_max):
     """Clamp into [min, max]; the gradient is 1 on the (inclusive) bounds."""
     t = to_tensor(t)
-    return minimum(maximum(t, clip_value_min), clip_value_max)
+    (_, lo), (_, hi) = coerce2(t, clip_value_min), coerce2(t, clip_value_max)
+    for i, b in ((1, lo), (2, hi)):  # validate first: a failed op records nothing
+        if b._data.dtype != t._data.dtype:
+            raise dtype_error("clip_by_value", t.dtype, b.dtype, i)
+    broadcast_shape("clip_by_value", broadcast_shape("clip_by_value", t.shape, lo.shape), hi.shape)
+    return minimum(maximum(t, lo), hi)
 
 
 # -- reductions ----------------------------------------------------------------------
@@ -191,8 +198,8 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis``, computed stably.
 
     >>> import gpuad as ad
-    >>> round(float(ad.reduce_logsumexp(ad.constant([0.0, 0.0]))), 4)
-    0.6931
+    >>> f"{float(ad.reduce_logsumexp(ad.constant([0.0, 0.0]))):.4f}"
+    '0.6931'
     """
     return _reduce(T.REDUCE_LOGSUMEXP, input_tensor, axis, keepdims)
 
@@ -258,6 +265,9 @@ def norm(tensor, ord="euclidean", axis=None, keepdims=False):  # noqa: A002
     5.0
     """
     x = to_tensor(tensor)
+    axes = normalize_axes("norm", axis, x.ndim)  # validate first: a failed op records nothing
+    if axis is not None and not isinstance(axis, (int, np.integer)) and len(axes) == 2:
+        return _matrix_norm(x, ord, tuple(int(a) % x.ndim for a in axis), keepdims)
     if ord in ("euclidean", "fro", 2, 2.0):
         return sqrt(reduce_sum(x * x, axis, keepdims))
     if ord in (1, 1.0):
@@ -265,6 +275,24 @@ def norm(tensor, ord="euclidean", axis=None, keepdims=False):  # noqa: A002
     if ord == np.inf:
         return reduce_max(abs(x), axis, keepdims)
     raise ValueError(f"norm: unsupported ord {ord!r}; use 'euclidean', 2, 'fro', 1 or np.inf.")
+
+
+def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002
+    """Matrix norms over two axes (rows, cols), as tf.norm: Frobenius, max
+    column sum (1), max row sum (inf)."""
+    rows, cols = axes
+    if ord in ("euclidean", "fro"):
+        return sqrt(reduce_sum(x * x, axes, keepdims))
+    if ord in (1, 1.0, np.inf):
+        inner, outer = (rows, cols) if ord != np.inf else (cols, rows)
+        sums = reduce_sum(abs(x), inner, keepdims=True)
+        out = reduce_max(sums, outer, keepdims=True)
+        if keepdims:
+            return out
+        from .array import squeeze
+        return squeeze(out, sorted(axes))
+    raise ValueError(f"norm: matrix ord {ord!r} is not supported; use 'fro', 'euclidean', 1 or "
+                     f"np.inf (the spectral norm, ord=2, needs an SVD gpuad does not have yet).")
 
 
 # -- linear algebra --------------------------------------------------------------------

@@ -11,30 +11,30 @@ from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor, Variable
 from . import array as A, math as M
+from .primitive import broadcast_shape, coerce2
 
 
 def _swap(fn):
     return lambda self, other: fn(other, self)
 
 
-def _eq(self, other):
-    if other is None:
-        return False
+def _compare(fn, self, other, mismatch):
+    # Only shapes that do not broadcast give a scalar; a dtype mismatch still raises.
+    x, y = coerce2(self, other)
     try:
-        return M.equal(self, other)
+        broadcast_shape(fn.__name__, x.shape, y.shape)
     except InvalidArgumentError:
         from .creation import fill
-        return fill((), False)
+        return fill((), mismatch, device=x._device)
+    return fn(x, y)
+
+
+def _eq(self, other):
+    return False if other is None else _compare(M.equal, self, other, False)
 
 
 def _ne(self, other):
-    if other is None:
-        return True
-    try:
-        return M.not_equal(self, other)
-    except InvalidArgumentError:
-        from .creation import fill
-        return fill((), True)
+    return True if other is None else _compare(M.not_equal, self, other, True)
 
 
 def _and(x, y):

@@ -57,9 +57,10 @@ def _device_error(op, a, b):
 
 def _kind_error(prim, x, index):
     allowed = {"f": "float", "fiu": "float or integer", "b": "bool"}.get(prim.kinds, prim.kinds)
+    to = "bool" if prim.kinds == "b" else "float32"
     return InvalidArgumentError(
         f"{prim.name} does not support {x.dtype.name} tensors (input #{index}); it takes "
-        f"{allowed} tensors. Cast with gpuad.cast(x, gpuad.float32).", prim.name)
+        f"{allowed} tensors. Cast with gpuad.cast(x, gpuad.{to}).", prim.name)
 
 
 def dtype_error(op, expected, got, index):
@@ -141,7 +142,9 @@ def adopt(value, like: Tensor) -> Tensor:
         key = (cls, value, like._data.dtype, dev)
         data = _scalar_buffers.get(key) if value else None
         if data is None:
-            data = dev.from_host(_host_array(value, like.dtype))
+            # a fill kernel, not a host copy: a Python constant is no transfer
+            arr = _host_array(value, like.dtype)
+            data = dev.fill("fill", (), arr.item(), arr.dtype)
             if value and len(_scalar_buffers) < 4096:
                 _scalar_buffers[key] = data
         return Tensor(data, dev)

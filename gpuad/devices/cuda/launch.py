@@ -1,0 +1,70 @@
+"""Launch helpers shared by every kernel family: dtype suffixes, operand
+layouts (shape + element strides, broadcast-aware), and launch shapes.
+
+Kernel names follow ``<family>_<op>_<dtype suffix>[_<variant>]``, e.g.
+``binary_mul_f32_contig``; the suffixes are below.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MAX_RANK = 8
+BLOCK = 256
+
+SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64",
+          np.dtype(np.int32): "i32", np.dtype(np.int64): "i64", np.dtype(np.bool_): "b8"}
+
+LAYOUT_DTYPE = np.dtype([("rank", np.int32), ("shape", np.int64, (MAX_RANK,)),
+                         ("strides", np.int64, (MAX_RANK,))], align=True)
+
+
+def suffix(dtype) -> str:
+    try:
+        return SUFFIX[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"no kernels for dtype {np.dtype(dtype)}; gpuad kernels support "
+                        f"float32, float64, int32, int64 and bool") from None
+
+
+def element_strides(buf) -> tuple:
+    item = buf.dtype.itemsize
+    return tuple(s // item for s in buf.strides)
+
+
+def make_layout(shape, strides) -> np.void:
+    """A ``struct Layout`` (kernels/common.cuh) as a NumPy structured scalar,
+    passed to kernels by value."""
+    if len(shape) > MAX_RANK:
+        raise ValueError(f"gpuad kernels support rank <= {MAX_RANK}, got shape {tuple(shape)}")
+    rec = np.zeros((), dtype=LAYOUT_DTYPE)
+    rec["rank"] = len(shape)
+    rec["shape"][:len(shape)] = shape
+    rec["strides"][:len(strides)] = strides
+    return rec[()]
+
+
+def layout_of(buf, out_shape=None) -> np.void:
+    """The layout of ``buf`` read as if broadcast to ``out_shape``: leading
+    axes added and stretched axes get stride 0, so one index decomposition
+    over ``out_shape`` addresses every operand."""
+    shape = tuple(buf.shape)
+    strides = element_strides(buf)
+    if out_shape is None or tuple(out_shape) == shape:
+        return make_layout(shape, strides)
+    out_shape = tuple(out_shape)
+    lead = len(out_shape) - len(shape)
+    full = [0] * lead + [0 if d == 1 and out_shape[lead + i] != 1 else s
+                         for i, (d, s) in enumerate(zip(shape, strides))]
+    return make_layout(out_shape, full)
+
+
+def is_contiguous(buf) -> bool:
+    return bool(buf.flags.c_contiguous)
+
+
+def grid(n: int, max_blocks: int, block: int = BLOCK) -> int:
+    """Blocks for ``n`` elements with grid-stride loops: enough to cover n, capped."""
+    return max(1, min((n + block - 1) // block, max_blocks))
+
+
+i64 = np.int64

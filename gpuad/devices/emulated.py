@@ -1,0 +1,77 @@
+"""The ``emulated`` device: the CUDA kernels of ``kernels/*.cu`` compiled by g++
+for the host and run with CUDA semantics (``kernels/host/``), on NumPy buffers.
+
+It exists so that every kernel is checked against the ``cpu`` device in CI,
+where there is no GPU: it shares the whole launch layer with ``cuda``
+(:class:`gpuad.devices.cuda.KernelDevice`); only this launcher differs.
+
+>>> import gpuad as ad
+>>> with ad.device("emulated"):              # doctest: +SKIP
+...     (ad.constant([1.0, 2.0]) * 3.0).numpy()
+array([3., 6.], dtype=float32)
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+
+import numpy as np
+
+from .kernel_sources import kernel_dir
+
+
+class HostLauncher:
+    """Launches kernels compiled for the host; buffers are NumPy arrays."""
+
+    name = "emulated"
+    kind = "emulated"
+    # Grid-stride loops make any grid correct; a few blocks keep emulation fast
+    # while still running several blocks (in shuffled order) per launch.
+    max_blocks = 4
+
+    def __init__(self, poison: bool | None = None):
+        self._module = None
+        self._lock = threading.Lock()
+        self._seeds = itertools.count(1)
+        # Fill new buffers with NaN (floats) or a sentinel (ints) so an element a
+        # kernel forgot to write shows up in tests.
+        self.poison = os.environ.get("GPUAD_POISON") == "1" if poison is None else poison
+
+    def module(self):
+        if self._module is None:
+            with self._lock:
+                if self._module is None:
+                    from .host_build import HostModule
+                    d = kernel_dir()
+                    self._module = HostModule(sorted(d.glob("*.cu")), [d])
+        return self._module
+
+    def empty(self, shape, dtype):
+        if not self.poison:
+            return np.empty(shape, dtype)
+        fill = np.nan if dtype.kind == "f" else (True if dtype.kind == "b" else -0x5A5A5A5A)
+        return np.full(shape, fill, dtype)
+
+    def from_host(self, array):
+        return np.array(array, copy=True)
+
+    def to_host(self, buffer):
+        return np.array(buffer, copy=True)
+
+    def launch(self, kernel, grid, block, args, shared_mem=0):
+        self.module().launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self._seeds))
+
+    def matmul(self, a, b, transpose_a, transpose_b):
+        # stands in for cuBLAS, which the cuda device calls through cupy.matmul
+        if transpose_a:
+            a = np.swapaxes(a, -1, -2)
+        if transpose_b:
+            b = np.swapaxes(b, -1, -2)
+        return np.matmul(a, b)
+
+
+def usable() -> list[str]:
+    """``["emulated"]`` where a host C++ compiler is present."""
+    return ["emulated"] if shutil.which(os.environ.get("CXX", "g++")) else []
