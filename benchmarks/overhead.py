@@ -14,7 +14,7 @@ tape backwards through the VJPs.
            run forward and backward under a fresh tape each iteration:
 
              gpuad   with ad.GradientTape() as t: t.watch(x); y = chain(x); t.gradient(y, x)
-             torch   x.requires_grad_(); y = chain(x); y.sum().backward()
+             torch   x.grad = None; y = chain(x); y.sum().backward()   (x: requires_grad)
              TF      with tf.GradientTape() as t: t.watch(x); y = chain(x); t.gradient(y, x)
 
            (gpuad and TF sum a non-scalar target implicitly; torch needs the
@@ -210,17 +210,17 @@ class Torch:
 
     def chain_setup(self):
         torch = self.torch
-        x = torch.tensor(CHAIN_X)
+        x = torch.tensor(CHAIN_X, requires_grad=True)
         ops = (_op, _add, _sub, torch.sin, torch.exp, torch.tanh, torch.square, torch.cos)
         chain = _chain
 
         def run(n):
             g = None
             for _ in range(n):
-                xs = x.detach().requires_grad_()  # a fresh leaf: a fresh graph
-                y = chain(xs, *ops)
+                x.grad = None  # each forward builds a fresh graph; backward frees it
+                y = chain(x, *ops)
                 y.sum().backward()
-                g = xs.grad
+                g = x.grad
             return g
         return run
 

@@ -4,6 +4,15 @@
 
 #include <stdint.h>
 
+// Dynamic shared memory (the launch's shared_mem bytes): declare it with
+// GPUAD_DYNAMIC_SHARED(float, buf); inside the kernel, then use buf[i]. A raw
+// `extern __shared__` does not compile on the host emulation (kernels/host/).
+#if defined(__CUDACC__)
+#define GPUAD_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#elif !defined(GPUAD_DYNAMIC_SHARED)
+#error "kernels/common.cuh is CUDA: compile it with nvcc/NVRTC, or on the host with -include kernels/host/cuda_host.h"
+#endif
+
 #define GPUAD_MAX_RANK 8
 
 // Shapes and strides (in elements) of an operand, passed by value to kernels so a

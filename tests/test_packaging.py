@@ -1,5 +1,6 @@
 """What a user gets: the wheel installs and works outside the checkout, the
 README's tour runs as written, and the command line answers."""
+import json
 import os
 import re
 import shutil
@@ -31,9 +32,15 @@ def _run(cmd, cwd, env=None, timeout=600):
 
 # -- (i) the wheel -------------------------------------------------------------------------
 
-_IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info",
-                                 "__pycache__", ".pytest_cache", ".hypothesis", ".benchmarks",
-                                 "out", ".cache", "*.pyc")
+_SKIP_ANYWHERE = {".git", "__pycache__", ".pytest_cache", ".hypothesis", ".benchmarks", ".cache"}
+_SKIP_AT_ROOT = {".venv", "venv", "build", "dist", "out"}
+
+
+def _ignore(directory, names):
+    """What not to copy: caches anywhere, build outputs and venvs at the top."""
+    top = Path(directory).resolve() == ROOT
+    return {n for n in names if n in _SKIP_ANYWHERE or n.endswith((".egg-info", ".pyc"))
+            or (top and n in _SKIP_AT_ROOT)}
 
 _CHECK_INSTALLED = textwrap.dedent("""
     import json, sys, sysconfig
@@ -64,7 +71,7 @@ _CHECK_INSTALLED = textwrap.dedent("""
 def test_wheel_installs_into_a_fresh_venv_and_works_outside_the_checkout(tmp_path):
     # Build from a copy, so no build/ or *.egg-info lands in (or leaks from) the checkout.
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    shutil.copytree(ROOT, src, ignore=_ignore)
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-w", str(wheels)],
          cwd=tmp_path)
@@ -81,7 +88,6 @@ def test_wheel_installs_into_a_fresh_venv_and_works_outside_the_checkout(tmp_pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     r = _run([str(py), "-c", _CHECK_INSTALLED], cwd=elsewhere, env=clean, timeout=120)
-    import json
     facts = json.loads(r.stdout.strip().splitlines()[-1])
 
     # every subpackage and every kernel source of the checkout made it into the wheel

@@ -55,3 +55,12 @@ class KernelDevice(Device):
 
     def matmul(self, op, a, b, transpose_a, transpose_b):
         return self.launcher.matmul(a, b, transpose_a, transpose_b)
+
+
+# Each family module implements some families of the device protocol as
+# functions ``family(device, op, *buffers, **attrs)``; bind them as methods.
+from . import elementwise, reduction, layout, nn  # noqa: E402
+
+for _module in (elementwise, reduction, layout, nn):
+    for _family in _module.FAMILIES:
+        setattr(KernelDevice, _family, getattr(_module, _family))
