@@ -408,8 +408,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
             continue  # integer and bool targets have no gradient
         if seed is None:
             value = t._value if isinstance(t, Variable) else t
-            seed = Tensor(value._device.fill("fill", value._data.shape, 1, value._data.dtype),
-                          value._device)
+            seed = Tensor(_ones(value), value._device)
         prev = cot.get(t._id)
         cot[t._id] = seed if prev is None else _add(prev, seed)
 
@@ -445,6 +444,21 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
             prev = cot.get(xid)
             cot[xid] = gx if prev is None else _add(prev, gx)
     return {sid: cot[sid] for sid in source_ids if sid in cot}
+
+
+_ones_buffers: dict = {}
+
+
+def _ones(t: Tensor):
+    """A buffer of ones like ``t``: the default seed. Buffers are immutable, so
+    one per (shape, dtype, device) serves every gradient call."""
+    key = (t._data.shape, t._data.dtype, t._device)
+    data = _ones_buffers.get(key)
+    if data is None:
+        data = t._device.fill("fill", t._data.shape, 1, t._data.dtype)
+        if t._data.size <= 4096 and len(_ones_buffers) < 1024:
+            _ones_buffers[key] = data
+    return data
 
 
 def _finish(grad, source, mode):

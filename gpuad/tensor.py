@@ -13,7 +13,7 @@ gpuad.Tensor([0. 1. 2. 3.], shape=(4,), dtype=float32)
 from __future__ import annotations
 
 import itertools
-import numbers
+import math
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self._data.shape, dtype=np.int64))
+        return math.prod(self._data.shape)
 
     @property
     def device(self) -> str:

@@ -30,7 +30,7 @@ def _python(code, **env):
 
 # -- the kernel set ------------------------------------------------------------------
 
-def test_cpu_is_available_and_listed_first_by_default():
+def test_cpu_is_available():
     assert "cpu" in devices.available()
     assert all(isinstance(n, str) for n in devices.available())
 

@@ -5,6 +5,7 @@ Buffers are NumPy arrays. They may be read-only views (``broadcast_to``,
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -95,11 +96,12 @@ def _logsumexp(x, axis, keepdims):
     return s if keepdims else np.squeeze(s, axis=axis)
 
 
+# ufunc.reduce directly: np.sum's Python wrapper costs more than a small sum
 _REDUCE = {
-    "sum": lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
-    "prod": lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype),
-    "max": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims, initial=_lowest(x.dtype)),
-    "min": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims, initial=_highest(x.dtype)),
+    "sum": lambda x, axis, keepdims: np.add.reduce(x, axis, x.dtype, None, keepdims),
+    "prod": lambda x, axis, keepdims: np.multiply.reduce(x, axis, x.dtype, None, keepdims),
+    "max": lambda x, axis, keepdims: np.maximum.reduce(x, axis, None, None, keepdims, _lowest(x.dtype)),
+    "min": lambda x, axis, keepdims: np.minimum.reduce(x, axis, None, None, keepdims, _highest(x.dtype)),
     "logsumexp": _logsumexp,
 }
 
@@ -225,5 +227,5 @@ class CpuDevice(Device):
         return np.full(shape, value, dtype=dtype)
 
     def random(self, op, shape, dtype, key, offset):
-        n = int(np.prod(shape, dtype=np.int64))
+        n = math.prod(shape)
         return philox.sample(op, n, dtype, key, offset).reshape(shape)

@@ -10,6 +10,8 @@ array([[1, 2],
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dtypes
@@ -38,15 +40,15 @@ def reshape(tensor, shape):
     shape = _shape_arg(shape)
     size = x._data.size
     if -1 in shape:
-        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        known = math.prod(d for d in shape if d != -1)
         if shape.count(-1) > 1 or (known == 0 and size) or (known and size % known):
             raise InvalidArgumentError(f"Input to reshape is a tensor with {size} values, but the "
                                        f"requested shape {list(shape)} cannot hold them.", "reshape")
         shape = tuple((size // known if known else 0) if d == -1 else d for d in shape)
-    if int(np.prod(shape, dtype=np.int64)) != size or any(d < 0 for d in shape):
+    if math.prod(shape) != size or any(d < 0 for d in shape):
         raise InvalidArgumentError(f"Input to reshape is a tensor with {size} values, but the "
-                                   f"requested shape {list(shape)} has "
-                                   f"{int(np.prod(shape, dtype=np.int64))}.", "reshape")
+                                   f"requested shape {list(shape)} has {math.prod(shape)}.",
+                                   "reshape")
     if shape == x._data.shape:
         return x
     return run(T.RESHAPE, (x,), shape=shape)

@@ -210,9 +210,10 @@ def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     lead = len(gshape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1)
-    from .math import reduce_sum
-    from .array import reshape
-    return reshape(reduce_sum(g, axes), shape)
+    total = run(_T.REDUCE_SUM, (g,), axes=axes, keepdims=False)
+    if total._data.shape == shape:
+        return total
+    return run(_T.RESHAPE, (total,), shape=shape)
 
 
 def normalize_axes(op: str, axis, ndim: int) -> tuple:
@@ -241,3 +242,6 @@ def normalize_axis(op: str, axis: int, ndim: int) -> int:
             f"axis {axis} is out of range for a tensor of rank {ndim}; it must lie in "
             f"[-{ndim}, {ndim}).", op)
     return axis % ndim
+
+
+from . import table as _T  # noqa: E402  (the table imports this module first)

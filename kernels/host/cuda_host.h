@@ -155,9 +155,15 @@ static constexpr int warpSize = 32;
 // Dynamic shared memory (the launch's `shared_mem` bytes, 16-byte aligned, poisoned
 // with 0xff bytes at every block start). Must be used inside a function: at
 // namespace scope the statement expression does not compile. common.cuh defines
-// the nvcc form (`extern __shared__ type name[]`).
+// the nvcc form (`extern __shared__ type name[]`), under which every such array of
+// one name in a file is the same variable: nvcc rejects one name with two types.
+#ifdef GPUAD_HOST_SCAN
+// Lets host_build.py check what nvcc checks: one name, one type, per source file.
+#define GPUAD_DYNAMIC_SHARED(type, name) __gpuad_dynamic_shared__(type, name)
+#else
 #define GPUAD_DYNAMIC_SHARED(type, name)                                                \
     type* const name = ({ reinterpret_cast<type*>(::gpuad_host_self->dynamic_shared); })
+#endif
 
 // ---------------------------------------------------------------------------
 // Runtime entry points (launcher.cpp). Everything that touches the shared state of

@@ -207,6 +207,7 @@ struct Thread : ThreadContext {
     unsigned op_mask = 0;
     uint64_t op_in = 0, op_out = 0;
     TsanToken* token = nullptr;  // to acquire (and release a reference to) on wake-up
+    uint32_t lonely_spins = 0;   // consecutive yields with no other thread ready
 };
 
 struct Group {
@@ -654,7 +655,20 @@ unsigned active_mask() {
 void yield_thread() {
     Thread* t = self();
     Launch& L = *t->launch;
-    if (L.empty()) return;  // nobody else can run
+    if (L.empty()) {
+        // Nobody else can run, so nothing this thread waits for can change (blocks run
+        // one at a time: another block cannot release it either). A CAS loop fails a
+        // few times at most; millions of lonely spins are a spin-wait that never ends.
+        if (++t->lonely_spins > (1u << 22))
+            fail(t, kErrDeadlock, [&] {
+                return format("endless spin-wait in %s: %s keeps spinning (failed atomicCAS / __nanosleep) while "
+                              "no other thread of the block can run. Blocks run one at a time here, so waiting "
+                              "for another block (or for a thread stuck at a barrier) never ends.",
+                              where(L).c_str(), thread_name(L, t->linear).c_str());
+            }());
+        return;
+    }
+    t->lonely_spins = 0;
     t->state = kYielded;
     L.push(t);
     leave(t);
@@ -887,6 +901,7 @@ int run(const KernelEntry* kernel, const unsigned grid[3], const unsigned block[
             Thread* t = L.threads[i];
             t->block_idx = L.block_idx;
             t->state = kReady;
+            t->lonely_spins = 0;
             L.push(t);
         }
         tsan_release(L.block_start);

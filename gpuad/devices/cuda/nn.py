@@ -1,3 +1,163 @@
-"""Launch code for the kernels of `kernels/nn.cu` (being written)."""
+"""Launch code for ``kernels/nn.cu`` (softmax, log_softmax, softmax cross-entropy
+and its fused backward) and ``kernels/random.cu`` (Philox-4x32-10 uniform and
+normal samples, the same numbers as ``gpuad/devices/philox.py``).
 
-FAMILIES = ()
+Softmax-like kernels see each operand as rows x len along ``axis`` (any axis,
+any strides). A launch picks one of three schedules (see kernels/nn.cu):
+``warp`` (one warp per row) for rows up to ``_WARP_MAX_LEN`` that are
+contiguous along the axis, ``block`` (one block per row) for longer rows, and
+``col`` (one thread per row) when the axis is not the innermost one and there
+are enough rows to fill the GPU that way.
+
+:func:`softmax_xent_bwd` is the fused backward kernel
+``g[..., None] * (softmax(logits) - labels)``; the protocol does not call it yet.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import philox
+from . import launch as L
+from .layout import broadcast_strides, c_strides, coalesce
+
+FAMILIES = ("softmax", "softmax_xent", "random")
+
+SCHEDULES = ("warp", "block", "col")
+_WARP_MAX_LEN = 2048
+_COL_MIN_ROWS = 256
+_MASK64 = (1 << 64) - 1
+
+
+def _float_suffix(dtype, what):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what}: the kernel device supports float32 and float64, got {dtype}")
+    return L.suffix(dtype)
+
+
+def _rows(shape, axis, *strides):
+    """Split ``shape`` at ``axis``: (rows shape, [rows strides per operand] coalesced,
+    [axis stride per operand], len)."""
+    rows_shape = tuple(n for d, n in enumerate(shape) if d != axis)
+    rows = [tuple(s for d, s in enumerate(st) if d != axis) for st in strides]
+    axis_strides = [int(st[axis]) for st in strides]
+    rshape, rstrides = coalesce(rows_shape, *rows)
+    return rshape, rstrides, axis_strides, int(shape[axis])
+
+
+def _schedule(len_, nrows, x_axis_stride, schedule):
+    if schedule is not None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        return schedule
+    if x_axis_stride != 1 and len_ > 1 and nrows >= _COL_MIN_ROWS:
+        return "col"
+    return "warp" if len_ <= _WARP_MAX_LEN else "block"
+
+
+def _launch_rows(dev, name, schedule, nrows, args):
+    if schedule == "warp":
+        dev.launch(f"{name}_warp", nrows * 32, args)
+    elif schedule == "block":
+        dev.launch(f"{name}_block", nrows * L.BLOCK, args)
+    else:
+        dev.launch(f"{name}_col", nrows, args)
+
+
+def _axis(axis, ndim):
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(f"axis {axis} is out of range for rank {ndim}")
+    return int(axis) % ndim
+
+
+def softmax(dev, op, x, axis):
+    return _softmax(dev, op, x, axis)
+
+
+def softmax_xent(dev, op, labels, logits, axis):
+    return _softmax_xent(dev, op, labels, logits, axis)
+
+
+def _softmax(dev, op, x, axis, schedule=None):
+    if op not in ("softmax", "log_softmax"):
+        raise KeyError(op)
+    sfx = _float_suffix(x.dtype, op)
+    axis = _axis(axis, x.ndim)
+    shape = tuple(x.shape)
+    out = dev.empty(shape, x.dtype)
+    if out.size == 0:
+        return out
+    rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, L.element_strides(x), c_strides(shape))
+    nrows = out.size // len_
+    args = (out, L.make_layout(rshape, orr), L.i64(oa), x, L.make_layout(rshape, xr), L.i64(xa),
+            L.i64(nrows), L.i64(len_))
+    _launch_rows(dev, f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows, args)
+    return out
+
+
+def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
+    if op != "softmax_xent":
+        raise KeyError(op)
+    sfx = _float_suffix(logits.dtype, op)
+    if labels.dtype != logits.dtype:
+        raise TypeError(f"{op}: labels ({labels.dtype}) and logits ({logits.dtype}) differ in dtype")
+    axis = _axis(axis, logits.ndim)
+    shape = tuple(logits.shape)
+    out = dev.empty(shape[:axis] + shape[axis + 1:], logits.dtype)
+    nrows = out.size
+    if nrows == 0:
+        return out
+    rshape, (yr, xr), (ya, xa), len_ = _rows(shape, axis, broadcast_strides(labels, shape),
+                                             L.element_strides(logits))
+    args = (out, labels, L.make_layout(rshape, yr), L.i64(ya), logits, L.make_layout(rshape, xr), L.i64(xa),
+            L.i64(nrows), L.i64(len_))
+    _launch_rows(dev, f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows, args)
+    return out
+
+
+def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
+    """``g[..., None] * (softmax(logits) - labels)`` along ``axis`` (g has the
+    loss's shape: logits' without ``axis``), in one kernel."""
+    sfx = _float_suffix(logits.dtype, "softmax_xent_bwd")
+    if not labels.dtype == logits.dtype == g.dtype:
+        raise TypeError(f"softmax_xent_bwd: g ({g.dtype}), labels ({labels.dtype}) and logits "
+                        f"({logits.dtype}) must share one dtype")
+    axis = _axis(axis, logits.ndim)
+    shape = tuple(logits.shape)
+    out = dev.empty(shape, logits.dtype)
+    if out.size == 0:
+        return out
+    g_strides = broadcast_strides(g, shape[:axis] + shape[axis + 1:])
+    g_strides = g_strides[:axis] + (0,) + g_strides[axis:]  # any stride: the axis is split off
+    rshape, (orr, gr, yr, xr), (oa, _, ya, xa), len_ = _rows(
+        shape, axis, c_strides(shape), g_strides, broadcast_strides(labels, shape), L.element_strides(logits))
+    nrows = out.size // len_
+    args = (out, L.make_layout(rshape, orr), L.i64(oa), g, L.make_layout(rshape, gr), labels,
+            L.make_layout(rshape, yr), L.i64(ya), logits, L.make_layout(rshape, xr), L.i64(xa),
+            L.i64(nrows), L.i64(len_))
+    _launch_rows(dev, f"softmax_xent_bwd_{sfx}", _schedule(len_, nrows, xa, schedule), nrows, args)
+    return out
+
+
+# -- random ---------------------------------------------------------------------------------
+def random(dev, op, shape, dtype, key, offset):
+    if op not in ("uniform", "normal"):
+        raise KeyError(op)
+    dtype = np.dtype(dtype)
+    sfx = _float_suffix(dtype, f"random {op}")
+    out = dev.empty(tuple(shape), dtype)
+    n = out.size
+    if n:
+        per_block = 4 // philox.words_per_element(op, dtype)  # elements per Philox block
+        dev.launch(f"random_{op}_{sfx}", -(-n // per_block),
+                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)))
+    return out
+
+
+def random_bits(dev, n, key, offset):
+    """The first ``n`` raw 32-bit words of the stream (as int32), from the kernel."""
+    out = dev.empty((int(n),), np.int32)
+    if n:
+        dev.launch("random_bits_i32", -(-int(n) // 4),
+                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)))
+    return out

@@ -1,3 +1,183 @@
-"""Launch code for the kernels of `kernels/reduction.cu` (being written)."""
+"""Launch code for the kernels of ``kernels/reduction.cu``: ``reduce`` (sum, max, min,
+prod, logsumexp over any set of axes) and ``arg_reduce`` (argmax, argmin over one axis).
 
-FAMILIES = ()
+Nothing is transposed or copied: the input is read as (kept axes, reduced axes) through
+two Layouts, the kept one row-major over the output and the reduced one in whatever order
+reads memory best (negative strides flipped, axes sorted by stride, adjacent axes merged;
+order does not matter to a reduction). A *plan* picks how many threads reduce one output
+element (1, a power of two up to a warp, or a whole block) and, for a few very long rows,
+splits each row over several blocks: a ``_partial`` launch writes per-chunk accumulator
+states and a ``_combine`` launch reduces them.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import launch as L
+
+FAMILIES = ("reduce", "arg_reduce")
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_NUMERIC = _FLOATS + (np.dtype(np.int32), np.dtype(np.int64))
+_REDUCE_DTYPES = {"sum": _NUMERIC, "max": _NUMERIC, "min": _NUMERIC, "prod": _NUMERIC,
+                  "logsumexp": _FLOATS}
+_ARG_OPS = ("argmax", "argmin")
+
+#: Bytes per accumulator state in a partial buffer (kernels static_assert they fit).
+_STATE_BYTES = 16
+#: Rows at least this long are split over several blocks when the outputs are too few
+#: to fill the device ...
+SPLIT_MIN_ROW = 16384
+#: ... into chunks of at least this many elements.
+SPLIT_MIN_CHUNK = 4096
+#: A whole block (rather than a warp) reduces one row when rows are at least this long
+#: and warps per row would leave the device idle.
+BLOCK_MIN_ROW = 2048
+
+
+class Plan(NamedTuple):
+    group: int   # threads per unit: 1, 2, 4, ..., 32, or L.BLOCK
+    split: int   # units per output row (> 1: _partial then _combine)
+
+
+#: Tests set this to a function ``(n_out, n_red, plan) -> Plan`` to force every strategy.
+_override = None
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def plan(dev, n_out: int, n_red: int, columns: bool) -> Plan:
+    """How to reduce ``n_out`` rows of ``n_red`` elements. ``columns``: adjacent outputs
+    are adjacent in memory while the reduced elements of one output are not, so one
+    thread per output reads coalesced."""
+    capacity = dev.max_blocks  # blocks the device runs at once (a few per SM)
+    warps = capacity * (L.BLOCK // 32)
+    split = 1
+    if n_red >= SPLIT_MIN_ROW and n_out < capacity // 2:
+        split = max(1, min(capacity // max(n_out, 1), n_red // SPLIT_MIN_CHUNK))
+    row = -(-n_red // split)
+    if row <= 1 or (columns and split == 1 and n_out >= capacity * L.BLOCK // 4):
+        group = 1
+    elif row >= BLOCK_MIN_ROW and n_out * split < warps:
+        group = L.BLOCK
+    else:
+        group = min(32, _pow2_at_least(row))
+    p = Plan(group, split)
+    return _override(n_out, n_red, p) if _override is not None else p
+
+
+def _merge(dims):
+    """Merge adjacent (size, stride) pairs that address memory as one axis (row-major)."""
+    merged = []
+    for n, s in dims:
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == n * s:
+            merged[-1] = (merged[-1][0] * n, s)
+        else:
+            merged.append((n, s))
+    return merged
+
+
+def _layout(dims):
+    return L.make_layout([n for n, _ in dims], [s for _, s in dims])
+
+
+def _units(group: int, n_units: int) -> int:
+    """Threads-groups per block, hence how many blocks cover n_units."""
+    per_block = 1 if group >= L.BLOCK else L.BLOCK // group
+    return -(-n_units // per_block)
+
+
+def _run(dev, kernel, x, out, kept_dims, red_dims, base, n_out, n_red, columns):
+    p = plan(dev, n_out, n_red, columns)
+    kept, red = _layout(kept_dims), _layout(red_dims)
+    if p.split == 1:
+        blocks = min(dev.max_blocks, _units(p.group, n_out))
+        dev.launch(kernel, n_out, (x, out, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red),
+                                   np.int32(p.group)), blocks=max(blocks, 1))
+        return out
+    units = n_out * p.split
+    partial = dev.empty((units, _STATE_BYTES // 8), np.int64)
+    blocks = min(dev.max_blocks, _units(p.group, units))
+    dev.launch(kernel + "_partial", units,
+               (x, partial, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red), L.i64(p.split),
+                np.int32(p.group)), blocks=max(blocks, 1))
+    # the states, (n_out, split) row-major: reduce each row of `split` states
+    q = plan(dev, n_out, p.split, False)
+    group = q.group  # never split again: split <= max_blocks
+    blocks = min(dev.max_blocks, _units(group, n_out))
+    dev.launch(kernel + "_combine", n_out,
+               (partial, out, _layout([(n_out, p.split)]), _layout([(p.split, 1)]), L.i64(0),
+                L.i64(n_out), L.i64(p.split), np.int32(group)), blocks=max(blocks, 1))
+    return out
+
+
+def _check(op, x, dtypes, family):
+    if np.dtype(x.dtype) not in dtypes:
+        raise TypeError(f"no {family} kernel {op} for dtype {np.dtype(x.dtype)}; it supports "
+                        f"{', '.join(str(d) for d in dtypes)}")
+
+
+def reduce(dev, op, x, axes, keepdims):
+    if op not in _REDUCE_DTYPES:
+        raise KeyError(op)
+    _check(op, x, _REDUCE_DTYPES[op], "reduce")
+    shape, strides = tuple(x.shape), L.element_strides(x)
+    ndim = len(shape)
+    axes = tuple(sorted({int(a) % ndim for a in axes})) if ndim else ()
+    reduced = set(axes)
+    kept_axes = [a for a in range(ndim) if a not in reduced]
+    out_shape = (tuple(1 if a in reduced else shape[a] for a in range(ndim)) if keepdims
+                 else tuple(shape[a] for a in kept_axes))
+    out = dev.empty(out_shape, x.dtype)
+    n_out = math.prod(shape[a] for a in kept_axes)
+    n_red = math.prod(shape[a] for a in axes)
+    if n_out == 0:
+        return out
+    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    base = 0
+    red_dims = []
+    if n_red == 0:
+        red_dims = [(0, 0)]
+    else:
+        for a in axes:
+            n, s = shape[a], strides[a]
+            if s < 0:  # order is free along reduced axes: read them forwards
+                base += (n - 1) * s
+                s = -s
+            red_dims.append((n, s))
+        red_dims.sort(key=lambda d: -d[1])
+        red_dims = _merge(red_dims)
+    columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
+    return _run(dev, f"reduce_{op}_{L.suffix(x.dtype)}", x, out, kept_dims, red_dims, base,
+                n_out, n_red, columns)
+
+
+def arg_reduce(dev, op, x, axis):
+    if op not in _ARG_OPS:
+        raise KeyError(op)
+    _check(op, x, _NUMERIC, "arg_reduce")
+    shape, strides = tuple(x.shape), L.element_strides(x)
+    ndim = len(shape)
+    if ndim == 0:
+        raise ValueError(f"{op} needs an array of rank >= 1")
+    axis = int(axis) % ndim
+    if shape[axis] == 0:
+        raise ValueError(f"attempt to get {op} of an empty sequence")
+    kept_axes = [a for a in range(ndim) if a != axis]
+    out = dev.empty(tuple(shape[a] for a in kept_axes), np.int64)
+    n_out = math.prod(shape[a] for a in kept_axes)
+    if n_out == 0:
+        return out
+    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    # the index is the position along the axis: keep its direction (first occurrence wins)
+    red_dims = [(shape[axis], strides[axis])]
+    columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and strides[axis] != 1
+    return _run(dev, f"arg_reduce_{op}_{L.suffix(x.dtype)}", x, out, kept_dims, red_dims, 0,
+                n_out, shape[axis], columns)

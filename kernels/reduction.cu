@@ -1,0 +1,352 @@
+// Reductions: reduce_<op>_<sfx>[_partial|_combine] (sum max min prod logsumexp over any
+// set of axes) and arg_reduce_<op>_<sfx>[_partial|_combine] (argmax argmin over one axis).
+//
+// The launch layer (gpuad/devices/cuda/reduction.py) reads the input as (kept, reduced)
+// without moving it: `kept` is the Layout of the kept axes (row-major over the output),
+// `red` the Layout of the reduced axes (any order, strides possibly flipped, adjacent axes
+// merged), `base` the element offset both are relative to. Output element o reduces
+//     x[base + offset(o, kept) + offset(r, red)]   for r in [0, n_red).
+//
+// Work is split into *units*: a unit is one output element, or with `split` > 1 one of
+// `split` consecutive chunks of its reduced range (the _partial kernel writes each unit's
+// accumulator state; the _combine kernel then reduces those states per output, the
+// partial buffer read through the same Layout machinery). A *group* of `group` threads
+// reduces one unit: 1 thread (short rows, or columns whose outputs are adjacent in
+// memory), 2..32 lanes of a warp (warp shuffles), or the whole block (warp shuffles, then
+// shared memory across warps). Blocks loop over units grid-stride, block-uniformly, so
+// the shuffles and barriers are reached by every thread: any grid is correct.
+#include "common.cuh"
+
+namespace gpuad_reduction {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// ---------------------------------------------------------------------------- scalars
+__device__ __forceinline__ float red_exp(float x) { return expf(x); }
+__device__ __forceinline__ double red_exp(double x) { return exp(x); }
+__device__ __forceinline__ float red_log(float x) { return logf(x); }
+__device__ __forceinline__ double red_log(double x) { return log(x); }
+
+template <class T>
+struct Limits;
+template <>
+struct Limits<float> {
+    static __device__ __forceinline__ float inf() { return __int_as_float(0x7f800000); }
+    static __device__ __forceinline__ float lowest() { return -inf(); }
+    static __device__ __forceinline__ float highest() { return inf(); }
+    static __device__ __forceinline__ float nan() { return __int_as_float(0x7fc00000); }
+};
+template <>
+struct Limits<double> {
+    static __device__ __forceinline__ double inf() { return __longlong_as_double(0x7ff0000000000000LL); }
+    static __device__ __forceinline__ double lowest() { return -inf(); }
+    static __device__ __forceinline__ double highest() { return inf(); }
+    static __device__ __forceinline__ double nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+};
+template <>
+struct Limits<int32_t> {
+    static __device__ __forceinline__ int32_t lowest() { return -2147483647 - 1; }
+    static __device__ __forceinline__ int32_t highest() { return 2147483647; }
+};
+template <>
+struct Limits<int64_t> {
+    static __device__ __forceinline__ int64_t lowest() { return -9223372036854775807LL - 1; }
+    static __device__ __forceinline__ int64_t highest() { return 9223372036854775807LL; }
+};
+
+// Accumulators of sum and prod: float32 in double (NumPy sums pairwise; a long float32
+// running sum would drift further from it), integers in the unsigned type of the same
+// width so overflow wraps as NumPy's does (signed overflow is undefined in C++).
+template <class T>
+struct Accum { typedef T type; };
+template <>
+struct Accum<float> { typedef double type; };
+template <>
+struct Accum<int32_t> { typedef uint32_t type; };
+template <>
+struct Accum<int64_t> { typedef uint64_t type; };
+
+template <class T>
+__device__ __forceinline__ T shfl_down(T v, int delta, int width) {
+    return __shfl_down_sync(kFullMask, v, (unsigned)delta, width);
+}
+
+// ---------------------------------------------------------------------------- ops
+// An op: In (element type), Out (result type), State (a trivially copyable accumulator),
+// identity(), add(state, x, r) (r: the element's index in the reduced range), combine(a, b),
+// finish(state), shfl(state, delta, width).
+
+template <class T>
+struct Sum {
+    typedef T In;
+    typedef T Out;
+    typedef typename Accum<T>::type State;
+    static __device__ __forceinline__ State identity() { return State(0); }
+    static __device__ __forceinline__ void add(State& s, T x, int64_t) { s += (State)x; }
+    static __device__ __forceinline__ State combine(State a, State b) { return a + b; }
+    static __device__ __forceinline__ Out finish(State s) { return (Out)s; }
+    static __device__ __forceinline__ State shfl(State s, int d, int w) { return shfl_down(s, d, w); }
+};
+
+template <class T>
+struct Prod {
+    typedef T In;
+    typedef T Out;
+    typedef typename Accum<T>::type State;
+    static __device__ __forceinline__ State identity() { return State(1); }
+    static __device__ __forceinline__ void add(State& s, T x, int64_t) { s *= (State)x; }
+    static __device__ __forceinline__ State combine(State a, State b) { return a * b; }
+    static __device__ __forceinline__ Out finish(State s) { return (Out)s; }
+    static __device__ __forceinline__ State shfl(State s, int d, int w) { return shfl_down(s, d, w); }
+};
+
+// max/min propagate NaN (np.maximum.reduce); the identity of an empty row is -inf/+inf,
+// or the lowest/highest integer.
+template <class T>
+struct Max {
+    typedef T In;
+    typedef T Out;
+    typedef T State;
+    static __device__ __forceinline__ State identity() { return Limits<T>::lowest(); }
+    static __device__ __forceinline__ State combine(State a, State b) { return (a > b || a != a) ? a : b; }
+    static __device__ __forceinline__ void add(State& s, T x, int64_t) { s = combine(s, x); }
+    static __device__ __forceinline__ Out finish(State s) { return s; }
+    static __device__ __forceinline__ State shfl(State s, int d, int w) { return shfl_down(s, d, w); }
+};
+
+template <class T>
+struct Min {
+    typedef T In;
+    typedef T Out;
+    typedef T State;
+    static __device__ __forceinline__ State identity() { return Limits<T>::highest(); }
+    static __device__ __forceinline__ State combine(State a, State b) { return (a < b || a != a) ? a : b; }
+    static __device__ __forceinline__ void add(State& s, T x, int64_t) { s = combine(s, x); }
+    static __device__ __forceinline__ Out finish(State s) { return s; }
+    static __device__ __forceinline__ State shfl(State s, int d, int w) { return shfl_down(s, d, w); }
+};
+
+// logsumexp in one pass, as the CPU's max-shifted log(sum(exp(x - max))) + max: the state
+// is (m, s) with m the running maximum and s = sum exp(x - m). Special values of m mark
+// what decides the result: NaN (a NaN was seen: NaN), +inf (a +inf, no NaN: +inf),
+// -inf with s == 0 (nothing but -inf, or empty: -inf). float32 sums s in double.
+template <class T>
+struct LseState {
+    T m;
+    typename Accum<T>::type s;
+};
+
+template <class T>
+struct LogSumExp {
+    typedef T In;
+    typedef T Out;
+    typedef LseState<T> State;
+    typedef typename Accum<T>::type A;
+    static __device__ __forceinline__ State identity() { return State{Limits<T>::lowest(), A(0)}; }
+    static __device__ __forceinline__ void add(State& st, T x, int64_t) {
+        if (x > st.m) {  // a new maximum (never when x or m is NaN)
+            st.s = st.s * (A)red_exp(st.m - x) + A(1);  // m == -inf: s == 0, exp(-inf) == 0
+            st.m = x;
+        } else if (x == x) {  // x <= m; skip -inf (adds 0) and anything once m is +inf
+            if (x != Limits<T>::lowest() && st.m != Limits<T>::inf()) st.s += (A)red_exp(x - st.m);
+        } else {
+            st.m = x;  // NaN: sticky, x > NaN is always false
+        }
+    }
+    static __device__ __forceinline__ State combine(State a, State b) {
+        if (a.m != a.m) return a;
+        if (b.m != b.m) return b;
+        if (b.m == Limits<T>::lowest()) return a;  // b has nothing but -inf
+        if (a.m == Limits<T>::lowest()) return b;
+        if (a.m == Limits<T>::inf()) return a;
+        if (b.m == Limits<T>::inf()) return b;
+        if (a.m >= b.m) return State{a.m, a.s + b.s * (A)red_exp(b.m - a.m)};
+        return State{b.m, b.s + a.s * (A)red_exp(a.m - b.m)};
+    }
+    static __device__ __forceinline__ Out finish(State st) {
+        if (st.m != st.m || st.m == Limits<T>::inf() || st.m == Limits<T>::lowest()) return st.m;
+        return (T)red_log(st.s) + st.m;
+    }
+    static __device__ __forceinline__ State shfl(State st, int d, int w) {
+        return State{shfl_down(st.m, d, w), shfl_down(st.s, d, w)};
+    }
+};
+
+// argmax/argmin as np.argmax: the first NaN wins, else the extreme value, ties to the
+// lowest index. The state carries the index; index -1 is the identity (nothing seen).
+template <class T>
+struct ArgState {
+    T v;
+    int64_t i;
+};
+
+template <class T, bool kMax>
+struct Arg {
+    typedef T In;
+    typedef int64_t Out;
+    typedef ArgState<T> State;
+    static __device__ __forceinline__ State identity() { return State{T(0), -1}; }
+    static __device__ __forceinline__ State combine(State a, State b) {
+        if (a.i < 0) return b;
+        if (b.i < 0) return a;
+        const bool a_nan = a.v != a.v, b_nan = b.v != b.v;
+        if (a_nan != b_nan) return a_nan ? a : b;
+        if (!a_nan) {
+            if (kMax ? a.v > b.v : a.v < b.v) return a;
+            if (kMax ? b.v > a.v : b.v < a.v) return b;
+        }
+        return a.i < b.i ? a : b;
+    }
+    static __device__ __forceinline__ void add(State& s, T x, int64_t r) { s = combine(s, State{x, r}); }
+    static __device__ __forceinline__ Out finish(State s) { return s.i; }
+    static __device__ __forceinline__ State shfl(State s, int d, int w) {
+        return State{shfl_down(s.v, d, w), shfl_down(s.i, d, w)};
+    }
+};
+template <class T>
+struct ArgMax : Arg<T, true> {};
+template <class T>
+struct ArgMin : Arg<T, false> {};
+
+// ---------------------------------------------------------------------------- bodies
+// Element offset of logical index `linear` (row-major over l.shape) in layout l; 32-bit
+// index arithmetic when the whole index space fits (64-bit division is slow on GPUs).
+__device__ __forceinline__ int64_t layout_offset(int64_t linear, const Layout& l, bool small) {
+    if (l.rank == 1) return linear * l.strides[0];
+    if (small) {
+        uint32_t rest = (uint32_t)linear;
+        int64_t offset = 0;
+        for (int d = l.rank - 1; d >= 0; --d) {
+            const uint32_t n = (uint32_t)l.shape[d];
+            const uint32_t q = rest / n;
+            offset += (int64_t)(rest - q * n) * l.strides[d];
+            rest = q;
+        }
+        return offset;
+    }
+    return offset_of(linear, l, l);
+}
+
+// Lane 0 of each group of `width` lanes (a power of 2, at most 32) gets the group's state.
+template <class Op>
+__device__ __forceinline__ typename Op::State warp_reduce(typename Op::State v, int width) {
+    for (int d = width >> 1; d > 0; d >>= 1) v = Op::combine(v, Op::shfl(v, d, width));
+    return v;
+}
+
+// Thread 0 gets the block's state. Every thread of the block must call it.
+template <class Op>
+__device__ __forceinline__ typename Op::State block_reduce(typename Op::State v) {
+    typedef typename Op::State S;
+    __shared__ S warp_states[32];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
+    const int warps = ((int)blockDim.x + 31) >> 5;
+    v = warp_reduce<Op>(v, 32);
+    if (lane == 0) warp_states[warp] = v;
+    __syncthreads();
+    if (warp == 0) v = warp_reduce<Op>(lane < warps ? warp_states[lane] : Op::identity(), 32);
+    __syncthreads();  // warp_states is reused by the next unit
+    return v;
+}
+
+// in: the elements (Op::In) or, kFromPartials, the states of a _partial launch;
+// out: the results (Op::Out) or, kToPartials, one state per unit.
+template <class Op, bool kFromPartials, bool kToPartials>
+__device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* __restrict__ out,
+                                             const Layout& kept, const Layout& red, int64_t base,
+                                             int64_t n_out, int64_t n_red, int64_t split, int group) {
+    typedef typename Op::State S;
+    typedef typename Op::In T;
+    const int64_t units = n_out * split;
+    const int64_t chunk = split == 1 ? n_red : (n_red + split - 1) / split;
+    const bool whole_block = group >= (int)blockDim.x;
+    const int per_block = whole_block ? 1 : (int)blockDim.x / group;
+    const int lane = whole_block ? (int)threadIdx.x : (int)threadIdx.x & (group - 1);
+    const int slot = whole_block ? 0 : (int)threadIdx.x / group;
+    const bool kept_small = n_out <= 0xffffffffLL, red_small = n_red <= 0xffffffffLL;
+
+    // block-uniform loop: every thread runs the same iterations (shuffles, barriers)
+    for (int64_t first = (int64_t)blockIdx.x * per_block; first < units;
+         first += (int64_t)gridDim.x * per_block) {
+        const int64_t u = first + slot;
+        S acc = Op::identity();
+        if (u < units) {
+            const int64_t o = split == 1 ? u : u / split;
+            const int64_t begin = (u - o * split) * chunk;
+            const int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
+            const int64_t row = base + layout_offset(o, kept, kept_small);
+            for (int64_t r = begin + lane; r < end; r += group) {
+                const int64_t off = row + layout_offset(r, red, red_small);
+                if constexpr (kFromPartials) {
+                    acc = Op::combine(acc, static_cast<const S*>(in)[off]);
+                } else {
+                    Op::add(acc, static_cast<const T*>(in)[off], r);
+                }
+            }
+        }
+        if (group > 1) acc = whole_block ? block_reduce<Op>(acc) : warp_reduce<Op>(acc, group);
+        if (lane == 0 && u < units) {
+            if constexpr (kToPartials) {
+                static_cast<S*>(out)[u] = acc;
+            } else {
+                static_cast<typename Op::Out*>(out)[u] = Op::finish(acc);
+            }
+        }
+    }
+}
+
+}  // namespace gpuad_reduction
+
+// ---------------------------------------------------------------------------- kernels
+// NAME(x, out, kept, red, base, n_out, n_red, group): one result per output element.
+// NAME_partial(x, partial, kept, red, base, n_out, n_red, split, group): one state per
+//   (output, chunk) unit into `partial`, packed (n_out, split) row-major; a state is
+//   at most 16 bytes, so 16 bytes per unit always suffice.
+// NAME_combine(partial, out, kept, red, base, n_out, n_red, group): the results from
+//   the states (kept/red address states, e.g. kept = (n_out,):(split,), red = (split,):(1,)).
+#define GPUAD_REDUCTION_KERNELS(NAME, OP, T, OUT)                                                   \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME(const T* __restrict__ x, OUT* __restrict__ out, Layout kept, Layout red, int64_t base,  \
+             int64_t n_out, int64_t n_red, int group) {                                             \
+        gpuad_reduction::reduce_units<OP, false, false>(x, out, kept, red, base, n_out, n_red, 1,   \
+                                                        group);                                     \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_partial(const T* __restrict__ x, void* __restrict__ partial, Layout kept, Layout red, \
+                       int64_t base, int64_t n_out, int64_t n_red, int64_t split, int group) {      \
+        static_assert(sizeof(OP::State) <= 16, "the launch layer allocates 16 bytes per partial state");        \
+        gpuad_reduction::reduce_units<OP, false, true>(x, partial, kept, red, base, n_out, n_red,   \
+                                                       split, group);                               \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_combine(const void* __restrict__ partial, OUT* __restrict__ out, Layout kept,        \
+                       Layout red, int64_t base, int64_t n_out, int64_t n_red, int group) {         \
+        gpuad_reduction::reduce_units<OP, true, false>(partial, out, kept, red, base, n_out, n_red, \
+                                                       1, group);                                   \
+    }
+
+#define GPUAD_REDUCTION_NUMERIC(OPNAME, OPT)                                                       \
+    GPUAD_REDUCTION_KERNELS(reduce_##OPNAME##_f32, gpuad_reduction::OPT<float>, float, float)       \
+    GPUAD_REDUCTION_KERNELS(reduce_##OPNAME##_f64, gpuad_reduction::OPT<double>, double, double)    \
+    GPUAD_REDUCTION_KERNELS(reduce_##OPNAME##_i32, gpuad_reduction::OPT<int32_t>, int32_t, int32_t) \
+    GPUAD_REDUCTION_KERNELS(reduce_##OPNAME##_i64, gpuad_reduction::OPT<int64_t>, int64_t, int64_t)
+
+GPUAD_REDUCTION_NUMERIC(sum, Sum)
+GPUAD_REDUCTION_NUMERIC(prod, Prod)
+GPUAD_REDUCTION_NUMERIC(max, Max)
+GPUAD_REDUCTION_NUMERIC(min, Min)
+GPUAD_REDUCTION_KERNELS(reduce_logsumexp_f32, gpuad_reduction::LogSumExp<float>, float, float)
+GPUAD_REDUCTION_KERNELS(reduce_logsumexp_f64, gpuad_reduction::LogSumExp<double>, double, double)
+
+#define GPUAD_REDUCTION_ARG(OPNAME, OPT)                                                                  \
+    GPUAD_REDUCTION_KERNELS(arg_reduce_##OPNAME##_f32, gpuad_reduction::OPT<float>, float, int64_t)       \
+    GPUAD_REDUCTION_KERNELS(arg_reduce_##OPNAME##_f64, gpuad_reduction::OPT<double>, double, int64_t)     \
+    GPUAD_REDUCTION_KERNELS(arg_reduce_##OPNAME##_i32, gpuad_reduction::OPT<int32_t>, int32_t, int64_t)   \
+    GPUAD_REDUCTION_KERNELS(arg_reduce_##OPNAME##_i64, gpuad_reduction::OPT<int64_t>, int64_t, int64_t)
+
+GPUAD_REDUCTION_ARG(argmax, ArgMax)
+GPUAD_REDUCTION_ARG(argmin, ArgMin)
+
+#undef GPUAD_REDUCTION_ARG
+#undef GPUAD_REDUCTION_NUMERIC
+#undef GPUAD_REDUCTION_KERNELS
