@@ -175,8 +175,9 @@ def test_binary_every_op_and_dtype(dev, rng, dt):
         compare(dev, "binary", op, x, y[0, 2:3], rtol=rtol)  # _sy (shape (1,))
         a, b = _binary_operands(rng, op, dt, (5, 1, 7), (3, 1))
         compare(dev, "binary", op, a, b, rtol=rtol)
-        compare(dev, "binary", op, b, a[::-1], rtol=rtol)
-        compare(dev, "binary", op, np.broadcast_to(a, (2, 5, 3, 7)), b.T, rtol=rtol)
+        c, d = _binary_operands(rng, op, dt, (3, 1), (5, 1, 7))
+        compare(dev, "binary", op, c, d[::-1], rtol=rtol)
+        compare(dev, "binary", op, np.broadcast_to(a, (2, 5, 3, 7)), b[::-1], rtol=rtol)
 
 
 def test_binary_ranks_0_to_8(dev, rng):
@@ -193,7 +194,8 @@ def test_binary_ranks_0_to_8(dev, rng):
     x = values(rng, (2, 3, 2, 3, 2, 1, 2, 3), F64)
     y = values(rng, (3, 1, 3, 2, 5, 1, 3), F64)
     compare(dev, "binary", "maximum", x, y)
-    compare(dev, "binary", "lt", np.transpose(x, (7, 6, 5, 4, 3, 2, 1, 0))[::-1, :, :, ::-1], y[0, 0, 0, 0, 0])
+    compare(dev, "binary", "lt", np.transpose(x, (7, 6, 5, 4, 3, 2, 1, 0))[::-1, :, :, ::-1],
+            values(rng, (3, 1, 1, 2), F64))
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -325,7 +327,7 @@ def test_where_every_dtype_and_variant(dev, rng, dt):
     # three-way broadcasting
     compare(dev, "where", "where", c[:, :1], x[:1], y[0])
     compare(dev, "where", "where", c[None, :5, 0], np.broadcast_to(x[:4, :1, None], (4, 1, 1)), y[:5, 0])
-    compare(dev, "where", "where", np.bool_(True), s, y)
+    compare(dev, "where", "where", np.array(True), s, y)
     # a condition that is not bool reads as its truth value
     compare(dev, "where", "where", values(rng, (23, 45), F32), x, y)
 
@@ -335,8 +337,8 @@ def test_where_sizes(dev, rng, n):
     c = rng.random(n + 1) < 0.3
     x, y = values(rng, (n + 1,), F64), values(rng, (n + 1,), F64)
     compare(dev, "where", "where", c[:n], x[:n], y[:n])
-    compare(dev, "where", "where", c[1:], x[1:], np.float64(0.0))
-    compare(dev, "where", "where", c[:n][::-1], np.float64(2.0), y[:n])
+    compare(dev, "where", "where", c[1:], x[1:], np.array(0.0))
+    compare(dev, "where", "where", c[:n][::-1], np.array(2.0), y[:n])
 
 
 # -- cast ---------------------------------------------------------------------------

@@ -177,6 +177,14 @@ def _known_value(buf):
     return None
 
 
+def _scratch_flag(dev):
+    """A flag buffer the kernel may write and nobody reads (one per device)."""
+    flag = getattr(dev, "_elementwise_scratch_flag", None)
+    if flag is None:
+        flag = dev._elementwise_scratch_flag = dev.empty((1,), _I32)
+    return flag
+
+
 def _zeroed_flag(dev):
     flag = dev.empty((1,), _I32)
     dev.launch("fill_i32", 1, (flag, np.int32(0), L.i64(1)))
@@ -231,23 +239,30 @@ def binary(dev, op, x, y):
     shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
     out = dev.empty(shape, _BOOL if to_bool else dt)
 
-    flag = None
-    if op in _CHECKED and dt.kind == "i" and y.size:
-        bad, message = _CHECKED[op]
-        known = _known_value(y)
-        if known is not None:
-            if bad(known):
-                raise InvalidArgumentError(message, op)
-        else:
-            flag = _zeroed_flag(dev)
+    if not (op in _CHECKED and dt.kind == "i"):
+        if out.size:
+            _launch2(dev, f"binary_{op}_{s}", out, x, y, True)
+        return out
 
+    # integer pow / floordiv / floormod: y's bad values raise, as on the cpu device
+    bad, message = _CHECKED[op]
+    if y.size == 0:
+        return out  # then out is empty too
+    known = _known_value(y)
+    if known is not None:  # a fill scalar: checked here; the kernel's flag goes unread
+        if bad(known):
+            raise InvalidArgumentError(message, op)
+        if out.size:
+            _launch2(dev, f"binary_{op}_{s}", out, x, y, True, (_scratch_flag(dev),))
+        return out
+    flag = _zeroed_flag(dev)
     if out.size:
-        _launch2(dev, f"binary_{op}_{s}", out, x, y, True, () if flag is None else (flag,))
-    elif flag is not None:  # no output, but the cpu device still checks every element of y
+        _launch2(dev, f"binary_{op}_{s}", out, x, y, True, (flag,))
+    else:  # no output, but the cpu device still checks every element of y
         (ly,) = _layouts_of(y.shape, y)
         dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)))
-    if flag is not None and dev.to_host(flag)[0]:
-        raise InvalidArgumentError(_CHECKED[op][1], op)
+    if dev.to_host(flag)[0]:
+        raise InvalidArgumentError(message, op)
     return out
 
 
