@@ -2,7 +2,20 @@
 // Device code only: no host logic lives in kernels/ (the launch layer is Python).
 #pragma once
 
+// NVRTC (CuPy's compiler) has no C library headers: spell out the fixed-width types.
+#if defined(__CUDACC_RTC__)
+typedef signed char int8_t;
+typedef short int16_t;
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned char uint8_t;
+typedef unsigned short uint16_t;
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+typedef unsigned long long uintptr_t;
+#else
 #include <stdint.h>
+#endif
 
 // Dynamic shared memory (the launch's shared_mem bytes): declare it with
 // GPUAD_DYNAMIC_SHARED(float, buf); inside the kernel, then use buf[i]. A raw

@@ -8,9 +8,9 @@
 //     x[base + offset(o, kept) + offset(r, red)]   for r in [0, n_red).
 //
 // Work is split into *units*: a unit is one output element, or with `split` > 1 one of
-// `split` consecutive chunks of its reduced range (the _partial kernel writes each unit's
-// accumulator state; the _combine kernel then reduces those states per output, the
-// partial buffer read through the same Layout machinery). A *group* of `group` threads
+// `split` consecutive chunks of its reduced range, unit u = chunk * n_out + output (the
+// _partial kernel writes each unit's accumulator state; the _combine kernel then reduces
+// those states per output, the partial buffer read through the same Layout machinery). A *group* of `group` threads
 // reduces one unit: 1 thread (short rows, or columns whose outputs are adjacent in
 // memory), 2..32 lanes of a warp (warp shuffles), or the whole block (warp shuffles, then
 // shared memory across warps). Blocks loop over units grid-stride, block-uniformly, so
@@ -271,8 +271,9 @@ __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* 
         const int64_t u = first + slot;
         S acc = Op::identity();
         if (u < units) {
-            const int64_t o = split == 1 ? u : u / split;
-            const int64_t begin = (u - o * split) * chunk;
+            const int64_t part = split == 1 ? 0 : u / n_out;  // adjacent units: adjacent outputs
+            const int64_t o = u - part * n_out;
+            const int64_t begin = part * chunk;
             const int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
             const int64_t row = base + layout_offset(o, kept, kept_small);
             for (int64_t r = begin + lane; r < end; r += group) {
@@ -300,10 +301,10 @@ __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* 
 // ---------------------------------------------------------------------------- kernels
 // NAME(x, out, kept, red, base, n_out, n_red, group): one result per output element.
 // NAME_partial(x, partial, kept, red, base, n_out, n_red, split, group): one state per
-//   (output, chunk) unit into `partial`, packed (n_out, split) row-major; a state is
+//   (chunk, output) unit into `partial`, packed (split, n_out) row-major; a state is
 //   at most 16 bytes, so 16 bytes per unit always suffice.
 // NAME_combine(partial, out, kept, red, base, n_out, n_red, group): the results from
-//   the states (kept/red address states, e.g. kept = (n_out,):(split,), red = (split,):(1,)).
+//   the states (kept/red address states: kept = (n_out,):(1,), red = (split,):(n_out,)).
 #define GPUAD_REDUCTION_KERNELS(NAME, OP, T, OUT)                                                   \
     extern "C" __global__ void __launch_bounds__(256)                                              \
         NAME(const T* __restrict__ x, OUT* __restrict__ out, Layout kept, Layout red, int64_t base,  \

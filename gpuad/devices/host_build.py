@@ -387,8 +387,21 @@ def _build_into(tmp: Path, cache: Path, key: str, cxx: str, sources: list[Path],
             return obj
 
         jobs = [(src, unit, kernel_flags) for src, unit in zip(sources, units)]
-        jobs += [(None, registry, kernel_flags), (None, launcher, runtime_flags)]
+        jobs.append((None, registry, kernel_flags))
+        # The runtime does not depend on the sources: its object is cached on its own.
+        h = hashlib.sha256(_BUILDER_VERSION + header.read_bytes() + launcher.read_bytes())
+        st = os.stat(cxx)
+        for part in (os.path.realpath(cxx), str(st.st_size), str(st.st_mtime_ns), *runtime_flags):
+            h.update(part.encode() + b"\0")
+        runtime_obj = cache / f"runtime-{h.hexdigest()[:24]}.o"
+        if not runtime_obj.exists():
+            jobs.append((None, launcher, runtime_flags))
         objects = list(pool.map(compile_unit, jobs))
+        if not runtime_obj.exists():
+            os.replace(objects.pop(), runtime_obj)
+        else:
+            objects = objects[:len(sources) + 1]
+        objects.append(runtime_obj)
     so_tmp = tmp / "module.so"
     _run([cxx, "-shared", *(["-fsanitize=thread"] if tsan else []), "-o", str(so_tmp), *map(str, objects)],
          "linking", tmp)

@@ -294,8 +294,11 @@ def canonical_key(shape, key) -> tuple:
             out.append(None)
         elif isinstance(k, slice):
             start, stop, step = k.indices(shape[dim])
-            # a backward slice that runs to the front ends at None, not -1 (which means "last")
-            out.append(slice(start, stop if stop >= 0 else None, step))
+            if not len(range(start, stop, step)):
+                out.append(slice(0, 0, 1))  # empty: no -1 start that would read as "last"
+            else:
+                # a backward slice that runs to the front ends at None, not -1 ("last")
+                out.append(slice(start, stop if stop >= 0 else None, step))
             dim += 1
         else:
             i, n = int(k), shape[dim]

@@ -356,6 +356,25 @@ def test_arguments_are_checked_against_the_kernel_signature(mod):
                    + [np.float32(1.0), np.int32(1)])
 
 
+def test_cuda_style_c_api(mod):
+    """gpuad_host_launch(name, grid[3], block[3], shared_mem, seed, void** args), as cuLaunchKernel."""
+    import ctypes
+    lib = ctypes.CDLL(str(mod.path))  # the same library the module loaded
+    x = np.arange(512, dtype=np.float32)
+    out = np.zeros_like(x)
+    values = [ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(out.ctypes.data)]
+    args = (ctypes.c_void_p * 2)(*[ctypes.addressof(v) for v in values])
+    dims = lambda *d: (ctypes.c_uint * 3)(*d)
+    lib.gpuad_host_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                                      ctypes.c_uint64, ctypes.c_void_p]
+    lib.gpuad_host_last_error.restype = ctypes.c_char_p
+    rc = lib.gpuad_host_launch(b"test_dynamic_shared_reverse", dims(4, 1, 1), dims(128, 1, 1), 512, 5, args)
+    assert rc == 0
+    np.testing.assert_array_equal(out, x.reshape(4, 128)[:, ::-1].ravel())
+    rc = lib.gpuad_host_launch(b"test_dynamic_shared_reverse", dims(1, 1, 1), dims(2048, 1, 1), 0, 0, args)
+    assert rc == 2 and b"1024" in lib.gpuad_host_last_error()
+
+
 def test_concurrent_launches_from_python_threads(mod):
     def work(seed):
         test_block_tree_reduction(mod)
@@ -399,6 +418,13 @@ def test_dynamic_shared_name_with_two_types_is_rejected_like_nvcc(tmp_path):
                    'extern "C" __global__ void b(int* x) { GPUAD_DYNAMIC_SHARED(int, s); s[0] = x[0]; }\n')
     with pytest.raises(hb.HostBuildError, match="'s' is declared with types float and int"):
         hb.build([src], [kernel_dir()])
+
+
+def test_kernel_defined_in_two_sources_is_rejected(tmp_path):
+    for name in ("one.cu", "two.cu"):
+        (tmp_path / name).write_text('#include "common.cuh"\nextern "C" __global__ void same_name(float* x) {}\n')
+    with pytest.raises(hb.HostBuildError, match="'same_name' is defined in both"):
+        hb.build([tmp_path / "one.cu", tmp_path / "two.cu"], [kernel_dir()])
 
 
 def write_family(d: Path, body: str = "2") -> Path:

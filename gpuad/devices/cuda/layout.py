@@ -174,7 +174,7 @@ def layout(dev, op, x, **attrs):
     if op == "reshape":  # a view of a contiguous buffer is free
         return contiguous(dev, x).reshape(tuple(attrs["shape"]))
     if op == "transpose":
-        perm = tuple(int(p) % max(x.ndim, 1) for p in attrs["perm"])
+        perm = tuple(int(p) % max(len(x.shape), 1) for p in attrs["perm"])
         strides = L.element_strides(x)
         return materialize(dev, x, 0, tuple(x.shape[p] for p in perm), tuple(strides[p] for p in perm))
     if op == "broadcast_to":
@@ -195,11 +195,11 @@ def layout(dev, op, x, **attrs):
 
 def concat(dev, op, *xs, axis):
     first = xs[0]
-    ndim = first.ndim
+    ndim = len(first.shape)
     axis = int(axis) % ndim if ndim else 0
     for x in xs:
-        if x.dtype != first.dtype or x.ndim != ndim:
-            raise TypeError(f"concat: inputs of dtypes/ranks {[(str(x.dtype), x.ndim) for x in xs]}; "
+        if x.dtype != first.dtype or len(x.shape) != ndim:
+            raise TypeError(f"concat: inputs of dtypes/ranks {[(str(x.dtype), len(x.shape)) for x in xs]}; "
                             f"the kernel device concatenates one dtype and rank")
     shape = list(first.shape)
     shape[axis] = sum(int(x.shape[axis]) for x in xs)
@@ -225,7 +225,7 @@ def gather(dev, op, x, indices, axis, shape=None):
     isfx = _index_suffix(indices, op)
     n_idx = int(indices.size)
     if op == "gather":
-        axis %= x.ndim
+        axis %= len(x.shape)
         out_shape = tuple(x.shape[:axis]) + tuple(indices.shape) + tuple(x.shape[axis + 1:])
         out = dev.empty(out_shape, x.dtype)
         n = out.size

@@ -4,10 +4,10 @@ normal samples, the same numbers as ``gpuad/devices/philox.py``).
 
 Softmax-like kernels see each operand as rows x len along ``axis`` (any axis,
 any strides). A launch picks one of three schedules (see kernels/nn.cu):
-``warp`` (one warp per row) for rows up to ``_WARP_MAX_LEN`` that are
-contiguous along the axis, ``block`` (one block per row) for longer rows, and
-``col`` (one thread per row) when the axis is not the innermost one and there
-are enough rows to fill the GPU that way.
+``col`` (one thread per row) when there are enough rows to fill the GPU that
+way and the axis is not the innermost one (neighbouring threads then read
+neighbouring memory) or the rows are very short; else ``warp`` (one warp per
+row) for rows up to ``_WARP_MAX_LEN`` and ``block`` (one block per row) beyond.
 
 :func:`softmax_xent_bwd` is the fused backward kernel
 ``g[..., None] * (softmax(logits) - labels)``; the protocol does not call it yet.
@@ -25,6 +25,7 @@ FAMILIES = ("softmax", "softmax_xent", "random")
 SCHEDULES = ("warp", "block", "col")
 _WARP_MAX_LEN = 2048
 _COL_MIN_ROWS = 256
+_COL_MAX_LEN = 8  # short contiguous rows: a thread per row beats a mostly idle warp
 _MASK64 = (1 << 64) - 1
 
 
@@ -50,7 +51,7 @@ def _schedule(len_, nrows, x_axis_stride, schedule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         return schedule
-    if x_axis_stride != 1 and len_ > 1 and nrows >= _COL_MIN_ROWS:
+    if nrows >= _COL_MIN_ROWS and len_ > 1 and (x_axis_stride != 1 or len_ <= _COL_MAX_LEN):
         return "col"
     return "warp" if len_ <= _WARP_MAX_LEN else "block"
 
@@ -82,7 +83,7 @@ def _softmax(dev, op, x, axis, schedule=None):
     if op not in ("softmax", "log_softmax"):
         raise KeyError(op)
     sfx = _float_suffix(x.dtype, op)
-    axis = _axis(axis, x.ndim)
+    axis = _axis(axis, len(x.shape))
     shape = tuple(x.shape)
     out = dev.empty(shape, x.dtype)
     if out.size == 0:
@@ -101,7 +102,7 @@ def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
     sfx = _float_suffix(logits.dtype, op)
     if labels.dtype != logits.dtype:
         raise TypeError(f"{op}: labels ({labels.dtype}) and logits ({logits.dtype}) differ in dtype")
-    axis = _axis(axis, logits.ndim)
+    axis = _axis(axis, len(logits.shape))
     shape = tuple(logits.shape)
     out = dev.empty(shape[:axis] + shape[axis + 1:], logits.dtype)
     nrows = out.size
@@ -122,7 +123,7 @@ def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
     if not labels.dtype == logits.dtype == g.dtype:
         raise TypeError(f"softmax_xent_bwd: g ({g.dtype}), labels ({labels.dtype}) and logits "
                         f"({logits.dtype}) must share one dtype")
-    axis = _axis(axis, logits.ndim)
+    axis = _axis(axis, len(logits.shape))
     shape = tuple(logits.shape)
     out = dev.empty(shape, logits.dtype)
     if out.size == 0:

@@ -33,6 +33,9 @@ _STATE_BYTES = 16
 SPLIT_MIN_ROW = 16384
 #: ... into chunks of at least this many elements.
 SPLIT_MIN_CHUNK = 4096
+#: A column reduction (one thread per output) splits its rows into chunks of at least
+#: this many elements when the outputs alone are too few threads.
+COLUMN_MIN_CHUNK = 64
 #: A whole block (rather than a warp) reduces one row when rows are at least this long
 #: and warps per row would leave the device idle.
 BLOCK_MIN_ROW = 2048
@@ -40,7 +43,7 @@ BLOCK_MIN_ROW = 2048
 
 class Plan(NamedTuple):
     group: int   # threads per unit: 1, 2, 4, ..., 32, or L.BLOCK
-    split: int   # units per output row (> 1: _partial then _combine)
+    split: int   # units per output (> 1: a _partial launch, then a _combine launch)
 
 
 #: Tests set this to a function ``(n_out, n_red, plan) -> Plan`` to force every strategy.
@@ -51,24 +54,32 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
-def plan(dev, n_out: int, n_red: int, columns: bool) -> Plan:
-    """How to reduce ``n_out`` rows of ``n_red`` elements. ``columns``: adjacent outputs
-    are adjacent in memory while the reduced elements of one output are not, so one
-    thread per output reads coalesced."""
-    capacity = dev.max_blocks  # blocks the device runs at once (a few per SM)
+def plan(dev, n_out: int, n_red: int, columns: bool, may_split: bool = True) -> Plan:
+    """How to reduce ``n_out`` outputs of ``n_red`` elements each. ``columns``: adjacent
+    outputs are adjacent in memory while the elements of one output are not, so one
+    thread per output (adjacent threads, adjacent outputs) reads coalesced."""
+    capacity = dev.max_blocks             # blocks the device runs at once (a few per SM)
+    threads = capacity * L.BLOCK // 2     # enough threads in flight to fill it
     warps = capacity * (L.BLOCK // 32)
     split = 1
-    if n_red >= SPLIT_MIN_ROW and n_out < capacity // 2:
-        split = max(1, min(capacity // max(n_out, 1), n_red // SPLIT_MIN_CHUNK))
-    row = -(-n_red // split)
-    if row <= 1 or (columns and split == 1 and n_out >= capacity * L.BLOCK // 4):
-        group = 1
-    elif row >= BLOCK_MIN_ROW and n_out * split < warps:
-        group = L.BLOCK
+    if columns and n_out >= 32:
+        if may_split and n_out < threads and n_red >= 2 * COLUMN_MIN_CHUNK:
+            split = min(-(-threads // n_out), n_red // COLUMN_MIN_CHUNK)
+        p = Plan(1, split)
     else:
-        group = min(32, _pow2_at_least(row))
-    p = Plan(group, split)
-    return _override(n_out, n_red, p) if _override is not None else p
+        if may_split and n_red >= SPLIT_MIN_ROW and n_out < capacity // 2:
+            split = max(1, min(capacity // max(n_out, 1), n_red // SPLIT_MIN_CHUNK))
+        row = -(-n_red // split)
+        if row <= 1:
+            group = 1
+        elif row >= BLOCK_MIN_ROW and n_out * split < warps:
+            group = L.BLOCK
+        else:
+            group = min(32, _pow2_at_least(row))
+        p = Plan(group, split)
+    if _override is not None:
+        p = _override(n_out, n_red, p)
+    return p if may_split else Plan(p.group, 1)
 
 
 def _merge(dims):
@@ -88,33 +99,29 @@ def _layout(dims):
     return L.make_layout([n for n, _ in dims], [s for _, s in dims])
 
 
-def _units(group: int, n_units: int) -> int:
-    """Threads-groups per block, hence how many blocks cover n_units."""
+def _blocks(dev, group: int, n_units: int) -> int:
+    """Blocks to launch for n_units groups of ``group`` threads (grid-stride beyond)."""
     per_block = 1 if group >= L.BLOCK else L.BLOCK // group
-    return -(-n_units // per_block)
+    return max(1, min(dev.max_blocks, -(-n_units // per_block)))
 
 
 def _run(dev, kernel, x, out, kept_dims, red_dims, base, n_out, n_red, columns):
     p = plan(dev, n_out, n_red, columns)
     kept, red = _layout(kept_dims), _layout(red_dims)
     if p.split == 1:
-        blocks = min(dev.max_blocks, _units(p.group, n_out))
         dev.launch(kernel, n_out, (x, out, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red),
-                                   np.int32(p.group)), blocks=max(blocks, 1))
+                                   np.int32(p.group)), blocks=_blocks(dev, p.group, n_out))
         return out
     units = n_out * p.split
     partial = dev.empty((units, _STATE_BYTES // 8), np.int64)
-    blocks = min(dev.max_blocks, _units(p.group, units))
     dev.launch(kernel + "_partial", units,
                (x, partial, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red), L.i64(p.split),
-                np.int32(p.group)), blocks=max(blocks, 1))
-    # the states, (n_out, split) row-major: reduce each row of `split` states
-    q = plan(dev, n_out, p.split, False)
-    group = q.group  # never split again: split <= max_blocks
-    blocks = min(dev.max_blocks, _units(group, n_out))
+                np.int32(p.group)), blocks=_blocks(dev, p.group, units))
+    # the states, (split, n_out) row-major: reduce each column of `split` states
+    q = plan(dev, n_out, p.split, n_out > 1, may_split=False)
     dev.launch(kernel + "_combine", n_out,
-               (partial, out, _layout([(n_out, p.split)]), _layout([(p.split, 1)]), L.i64(0),
-                L.i64(n_out), L.i64(p.split), np.int32(group)), blocks=max(blocks, 1))
+               (partial, out, _layout([(n_out, 1)]), _layout([(p.split, n_out)]), L.i64(0),
+                L.i64(n_out), L.i64(p.split), np.int32(q.group)), blocks=_blocks(dev, q.group, n_out))
     return out
 
 

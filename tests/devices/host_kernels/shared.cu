@@ -45,7 +45,7 @@ extern "C" __global__ void test_block_sum_f64(const double* in, double* out, int
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + t;
     partial[t] = i < n ? in[i] : 0.0;
     __syncthreads();
-    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
         if (t < s) partial[t] += partial[t + s];
         __syncthreads();
     }

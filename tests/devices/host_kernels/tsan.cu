@@ -31,7 +31,7 @@ extern "C" __global__ void tsan_clean_reduce(const float* in, float* out, int64_
     __syncthreads();
     partial[t] = staged[blockDim.x - 1 - t];
     __syncthreads();
-    for (unsigned int s = blockDim.x / 2; s >= 32; s >>= 1) {
+    for (int s = blockDim.x / 2; s >= 32; s >>= 1) {
         if (t < s) partial[t] += partial[t + s];
         __syncthreads();
     }
