@@ -236,5 +236,19 @@ def _cuda_usable():
 
 _cuda.usable = _cuda_usable
 
+def _emulated(name: str) -> Device:
+    from .cuda import KernelDevice
+    from .emulated import HostLauncher
+    return KernelDevice(HostLauncher())
+
+
+def _emulated_usable():
+    from .emulated import usable
+    return usable()
+
+
+_emulated.usable = _emulated_usable
+
 register("cpu", lambda name: _cpu.CpuDevice())
+register("emulated", _emulated)
 register("cuda", _cuda)

@@ -38,7 +38,10 @@ class KernelDevice(Device):
     # -- buffers and transfers ------------------------------------------------
     def from_host(self, array):
         self.transfers += 1
-        return self.launcher.from_host(np.ascontiguousarray(array))
+        array = np.asarray(array)
+        if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
+            array = np.ascontiguousarray(array).reshape(array.shape)
+        return self.launcher.from_host(array)
 
     def to_host(self, buffer):
         self.transfers += 1
