@@ -1,4 +1,6 @@
 # Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+# The cuda13 extra installs CuPy even without a GPU, so the cuda import and error
+# paths are exercised everywhere; the GPU tests skip with a reason where none is usable.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -8,7 +10,7 @@ PY      = $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cuda13]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -12,10 +12,24 @@ os.environ.setdefault("GPUAD_POISON", "1")
 
 import gpuad as ad  # noqa: E402
 
-DEVICES = [d for d in ("cpu", "emulated", "cuda:0") if d in ad.devices.available()]
+AVAILABLE = ad.devices.available()
 
 
-@pytest.fixture(params=DEVICES)
+def _device_param(name):
+    marks = []
+    if name.startswith("cuda"):
+        marks.append(pytest.mark.cuda)  # `pytest -m cuda` runs the GPU part alone
+    if name not in AVAILABLE:
+        why = {"emulated": "the emulated device needs a host C++ compiler (g++)",
+               "cuda:0": "no usable CUDA GPU (gpuad.devices.available() has no cuda device)"}
+        marks.append(pytest.mark.skip(reason=why.get(name, f"{name} is not available")))
+    return pytest.param(name, marks=marks, id=name.split(":")[0])
+
+
+DEVICES = [d for d in ("cpu", "emulated", "cuda:0") if d in AVAILABLE]
+
+
+@pytest.fixture(params=[_device_param(d) for d in ("cpu", "emulated", "cuda:0")])
 def device(request):
     """Run the test with ``request.param`` as the current device."""
     with ad.device(request.param):

@@ -161,12 +161,17 @@ _default: Device | None = None
 
 
 def _default_name() -> str:
-    return _canonical(os.environ.get("GPUAD_DEVICE", "cpu") or "cpu")
+    """``GPUAD_DEVICE`` if set, else the first usable GPU, else the CPU."""
+    name = os.environ.get("GPUAD_DEVICE")
+    if name:
+        return _canonical(name)
+    gpus = _factories["cuda"].usable() if "cuda" in _factories else []
+    return gpus[0] if gpus else "cpu"
 
 
 def current() -> Device:
     """The device new tensors are placed on: the innermost ``gpuad.device(...)``,
-    else ``GPUAD_DEVICE``, else the CPU."""
+    else ``GPUAD_DEVICE``, else the first usable GPU, else the CPU."""
     stack = _state.stack
     if stack:
         return stack[-1]

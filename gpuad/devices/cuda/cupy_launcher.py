@@ -6,6 +6,7 @@ Importing this module needs no CuPy; :func:`probe` explains what is missing.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -38,11 +39,13 @@ def probe() -> int:
     return count
 
 
-def usable() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def usable() -> tuple:
+    """The usable GPUs' names (probed once per process: importing CuPy is slow)."""
     try:
-        return [f"cuda:{i}" for i in range(probe())]
+        return tuple(f"cuda:{i}" for i in range(probe()))
     except CudaUnavailableError:
-        return []
+        return ()
 
 
 class CupyLauncher:
