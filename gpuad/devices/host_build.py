@@ -55,28 +55,12 @@ __all__ = ["build", "HostModule", "HostBuildError", "HostLaunchError", "layout_d
 #: Limits the launcher enforces (CUDA's).
 MAX_THREADS_PER_BLOCK = 1024
 MAX_DYNAMIC_SHARED = 48 * 1024
-MAX_RANK = 8
 
-#: ``struct Layout`` of kernels/common.cuh, field for field, with C alignment
-#: (int rank; 4 bytes padding; int64 shape[8]; int64 strides[8]: 136 bytes).
-layout_dtype = np.dtype([("rank", np.int32), ("shape", np.int64, (MAX_RANK,)),
-                         ("strides", np.int64, (MAX_RANK,))], align=True)
+# ``struct Layout`` of kernels/common.cuh is part of the kernel ABI: one
+# definition, in the launch layer, serves both launchers.
+from .cuda.launch import LAYOUT_DTYPE as layout_dtype, make_layout  # noqa: E402
+
 assert layout_dtype.itemsize == 136 and layout_dtype.fields["shape"][1] == 8
-
-
-def make_layout(shape, strides) -> np.void:
-    """A ``struct Layout`` as a NumPy structured scalar (passed to kernels by value).
-    ``strides`` are in elements, 0 along broadcast axes."""
-    shape, strides = tuple(shape), tuple(strides)
-    if len(shape) != len(strides):
-        raise ValueError(f"shape {shape} and strides {strides} differ in rank")
-    if len(shape) > MAX_RANK:
-        raise ValueError(f"gpuad kernels support rank <= {MAX_RANK}, got shape {shape}")
-    rec = np.zeros((), dtype=layout_dtype)
-    rec["rank"] = len(shape)
-    rec["shape"][:len(shape)] = shape
-    rec["strides"][:len(strides)] = strides
-    return rec[()]
 
 
 class HostBuildError(RuntimeError):

@@ -14,6 +14,8 @@ BLOCK = 256
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64",
           np.dtype(np.int32): "i32", np.dtype(np.int64): "i64", np.dtype(np.bool_): "b8"}
 
+#: ``struct Layout`` of kernels/common.cuh, field for field, with C alignment
+#: (int rank; 4 bytes padding; int64 shape[8]; int64 strides[8]: 136 bytes).
 LAYOUT_DTYPE = np.dtype([("rank", np.int32), ("shape", np.int64, (MAX_RANK,)),
                          ("strides", np.int64, (MAX_RANK,))], align=True)
 
@@ -33,9 +35,12 @@ def element_strides(buf) -> tuple:
 
 def make_layout(shape, strides) -> np.void:
     """A ``struct Layout`` (kernels/common.cuh) as a NumPy structured scalar,
-    passed to kernels by value."""
+    passed to kernels by value; ``strides`` are in elements, 0 along broadcast axes."""
+    shape, strides = tuple(shape), tuple(strides)
+    if len(shape) != len(strides):
+        raise ValueError(f"shape {shape} and strides {strides} differ in rank")
     if len(shape) > MAX_RANK:
-        raise ValueError(f"gpuad kernels support rank <= {MAX_RANK}, got shape {tuple(shape)}")
+        raise ValueError(f"gpuad kernels support rank <= {MAX_RANK}, got shape {shape}")
     rec = np.zeros((), dtype=LAYOUT_DTYPE)
     rec["rank"] = len(shape)
     rec["shape"][:len(shape)] = shape
