@@ -12,8 +12,9 @@ from . import devices
 from .devices import device
 from .dtypes import DType, as_dtype, float32, float64, int32, int64
 from .dtypes import bool  # noqa: A004
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, OutOfMemoryError
 from .tensor import Tensor, Variable, constant, convert_to_tensor, is_tensor
+from .interop import from_dlpack
 from .tape import GradientTape, UnconnectedGradients
 from .ops.math import (
     abs, add, add_n, argmax, argmin, cast, clip_by_value, cos, divide, equal, erf, exp, expm1,

@@ -37,7 +37,9 @@ def _demo(args) -> int:
 
 def _info(args) -> int:
     import gpuad as ad
-    print(json.dumps(ad.devices.info(), indent=2))
+    from gpuad.devices.telemetry import format_info
+    facts = ad.devices.info()
+    print(json.dumps(facts, indent=2) if args.json else format_info(facts))
     return 0
 
 
@@ -49,7 +51,11 @@ def main(argv=None) -> int:
     demo.add_argument("--lr", type=float, default=0.05)
     demo.add_argument("--device", default=None, help="cpu, emulated, cuda:N (default: the first usable)")
     demo.set_defaults(run=_demo)
-    info = sub.add_parser("info", help="list the devices gpuad can use")
+    info = sub.add_parser("info", help="the devices gpuad can use, the CPU and the GPUs (nvidia-ml-py)",
+                          description="Report the CPU, the versions, the usable gpuad devices and, "
+                                      "through nvidia-ml-py, each NVIDIA GPU: memory, utilisation, "
+                                      "power and driver.")
+    info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(run=_info)
     args = parser.parse_args(argv)
     return args.run(args)

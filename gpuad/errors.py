@@ -1,6 +1,6 @@
 """The exception types gpuad raises beyond Python's own."""
 
-__all__ = ["InvalidArgumentError"]
+__all__ = ["InvalidArgumentError", "OutOfMemoryError", "KernelCompileError", "KernelLaunchError"]
 
 
 class InvalidArgumentError(ValueError):
@@ -14,3 +14,65 @@ class InvalidArgumentError(ValueError):
     def __init__(self, message: str, op: str | None = None):
         self.op = op
         super().__init__(f"{message} [Op:{op}]" if op else message)
+
+
+class OutOfMemoryError(MemoryError):
+    """A device ran out of memory, even after gpuad released the memory pool's
+    cached (unused) blocks and tried again. A ``MemoryError``, so ``except
+    MemoryError`` catches it too; tensors that existed before stay intact.
+
+    ``requested`` is the number of bytes asked for, ``pool_used`` and
+    ``pool_total`` the memory pool's bytes in use and reserved when it failed,
+    ``device`` the device's name.
+
+    >>> import gpuad as ad
+    >>> e = ad.OutOfMemoryError("out of memory on cuda:0", requested=1 << 30, device="cuda:0")
+    >>> isinstance(e, MemoryError), e.requested
+    (True, 1073741824)
+    """
+
+    def __init__(self, message: str, requested: int | None = None, pool_used: int | None = None,
+                 pool_total: int | None = None, device: str | None = None):
+        super().__init__(message)
+        self.requested = requested
+        self.pool_used = pool_used
+        self.pool_total = pool_total
+        self.device = device
+
+
+class KernelCompileError(RuntimeError):
+    """The CUDA kernel sources (``kernels/*.cu``) did not compile for a device.
+    The message shows the kernel that was being launched, the source file(s)
+    and the compiler's log; ``kernel``, ``files`` and ``log`` hold them.
+
+    >>> from gpuad.errors import KernelCompileError
+    >>> e = KernelCompileError("kernels did not compile", kernel="binary_add_f32_contig",
+    ...                        files=["elementwise.cu"], log="error: ...")
+    >>> e.kernel, e.files
+    ('binary_add_f32_contig', ['elementwise.cu'])
+    """
+
+    def __init__(self, message: str, kernel: str | None = None, files=None, log: str | None = None):
+        super().__init__(message)
+        self.kernel = kernel
+        self.files = list(files) if files is not None else []
+        self.log = log
+
+
+class KernelLaunchError(RuntimeError):
+    """A kernel could not be launched or failed while it ran: an unknown kernel
+    name, a bad launch configuration, or a fault that the device reported. The
+    message names the kernel and, where known, the op that launched it
+    (``kernel``, ``op``). On ``cuda``, kernels run asynchronously: set
+    ``GPUAD_SYNC=1`` so that a fault is reported by the launch that caused it.
+
+    >>> from gpuad.errors import KernelLaunchError
+    >>> str(KernelLaunchError("kernel binary_add_f32_contig (op add) failed: ...",
+    ...                       kernel="binary_add_f32_contig", op="add"))
+    'kernel binary_add_f32_contig (op add) failed: ...'
+    """
+
+    def __init__(self, message: str, kernel: str | None = None, op: str | None = None):
+        super().__init__(message)
+        self.kernel = kernel
+        self.op = op

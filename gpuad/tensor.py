@@ -19,6 +19,7 @@ import numpy as np
 
 from . import devices as _devices
 from . import dtypes as _dtypes
+from . import interop as _interop
 from .errors import InvalidArgumentError
 
 __all__ = ["Tensor", "Variable", "constant", "convert_to_tensor", "is_tensor"]
@@ -127,6 +128,55 @@ class Tensor:
 
     def __str__(self):
         return f"gpuad.Tensor({_numpy_text(self.numpy(), str)}, shape={self.shape}, dtype={self.dtype.name})"
+
+    # -- interop: DLPack and the CUDA array interface (gpuad/interop.py) -------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Export this tensor's buffer through DLPack, without a copy, so that
+        ``np.from_dlpack(t)``, ``torch.from_dlpack(t)``, ``jnp.from_dlpack(t)``
+        and ``cupy.from_dlpack(t)`` alias gpuad's memory. Delegates to the
+        buffer (a NumPy array on ``cpu``/``emulated``, a CuPy array on ``cuda``,
+        which honours ``stream``); not a host <-> device transfer.
+
+        gpuad never writes into a buffer, but the importer may: mutating the
+        imported array changes this tensor (and any sharing its buffer).
+
+        On ``cpu``, broadcast and transpose results are read-only NumPy views.
+        A consumer asking for DLPack 1.0 or newer (``max_version``) gets them
+        flagged read-only, still without a copy; NumPy cannot export them to a
+        legacy consumer, which gets a C-contiguous *copy* instead (and a
+        ``BufferError`` if it passed ``copy=False``).
+
+        >>> import gpuad as ad, numpy as np
+        >>> t = ad.constant([1.0, 2.0, 3.0])
+        >>> a = np.from_dlpack(t)
+        >>> a, np.shares_memory(a, np.from_dlpack(t))
+        (array([1., 2., 3.], dtype=float32), True)
+        >>> t.__dlpack_device__()                   # (kDLCPU, 0)
+        (1, 0)
+        """
+        return _interop.dlpack(self._data, stream=stream, max_version=max_version,
+                               dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple:
+        """``(device_type, device_id)`` of the buffer, as DLPack numbers them:
+        ``(1, 0)`` (kDLCPU) on ``cpu`` and ``emulated``, ``(2, N)`` (kDLCUDA) on ``cuda:N``."""
+        return _interop.dlpack_device(self._data)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """The CUDA array interface of the CuPy buffer (Numba, CuPy and PyTorch
+        read it, without a copy). Only tensors on ``cuda`` have one: elsewhere
+        this raises ``AttributeError``, so ``hasattr`` says False.
+
+        >>> import gpuad as ad
+        >>> hasattr(ad.constant(1.0, device="cpu"), "__cuda_array_interface__")
+        False
+        """
+        if self._device.kind != "cuda":
+            raise AttributeError(f"'__cuda_array_interface__': only tensors on a cuda device "
+                                 f"have one; this tensor is on {self.device}. Use "
+                                 f"__dlpack__ (np.from_dlpack, torch.from_dlpack) instead.")
+        return self._data.__cuda_array_interface__
 
     def to(self, device) -> "Tensor":
         """A copy of this tensor on ``device`` (through the host)."""
@@ -373,6 +423,28 @@ class Variable:
                            "`out = variable + value` if you need a new Tensor.")
 
     __isub__ = __imul__ = __itruediv__ = __iadd__
+
+    # -- interop: the current value's buffer (see Tensor.__dlpack__) -------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Export the current value through DLPack, without a copy (see
+        ``Tensor.__dlpack__``). A later ``assign`` gives the variable a new
+        buffer; an array imported before keeps the old value.
+
+        >>> import gpuad as ad, numpy as np
+        >>> v = ad.Variable([1.0, 2.0])
+        >>> np.from_dlpack(v)
+        array([1., 2.], dtype=float32)
+        """
+        return self._value.__dlpack__(stream=stream, max_version=max_version,
+                                      dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple:
+        return self._value.__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """The current value's CUDA array interface; only on ``cuda`` (else ``AttributeError``)."""
+        return self._value.__cuda_array_interface__
 
     def to(self, device) -> Tensor:
         return self._value.to(device)

@@ -212,12 +212,17 @@ def check_same(op: str, devices) -> Device:
 
 
 def info() -> dict:
-    """Facts about the CPU and, where present, the GPUs."""
-    import platform
-    import numpy as np
-    return {"cpu": {"processor": platform.processor() or platform.machine(),
-                    "threads": os.cpu_count(), "numpy": np.__version__},
-            "devices": available()}
+    """Facts about the CPU, the versions, the usable devices and, through
+    nvidia-ml-py where present, the GPUs; see :func:`gpuad.devices.telemetry.info`.
+    Without nvidia-ml-py or a GPU, ``gpu_status`` says why ``gpus`` is empty.
+
+    >>> import gpuad as ad
+    >>> facts = ad.devices.info()
+    >>> facts["devices"] == ad.devices.available(), "gpu_status" in facts
+    (True, True)
+    """
+    from .telemetry import info as _info
+    return _info()
 
 
 from . import cpu as _cpu  # noqa: E402

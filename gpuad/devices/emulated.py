@@ -63,6 +63,9 @@ class HostLauncher:
     def launch(self, kernel, grid, block, args, shared_mem=0):
         self.module().launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self._seeds))
 
+    def synchronize(self):
+        """Nothing to wait for: a host launch returns when the kernel has finished."""
+
     def matmul(self, a, b, transpose_a, transpose_b):
         # stands in for cuBLAS, which the cuda device calls through cupy.matmul
         if transpose_a:

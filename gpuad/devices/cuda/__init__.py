@@ -12,15 +12,23 @@ through a *launcher*, the only part that differs between devices:
 
 A launcher provides ``name``, ``kind``, ``max_blocks``, ``empty(shape, dtype)``,
 ``from_host(array)``, ``to_host(buffer)``, ``launch(kernel, grid, block, args,
-shared_mem)`` and ``matmul(a, b, transpose_a, transpose_b)`` (cuBLAS on cuda).
+shared_mem)``, ``synchronize()`` and ``matmul(a, b, transpose_a, transpose_b)``
+(cuBLAS on cuda).
 Nothing above the launcher differs between the two devices.
 """
 from __future__ import annotations
 
+import os
+import re
+import sys
+
 import numpy as np
 
 from .. import KERNEL_SET, Device
+from ...errors import KernelCompileError, KernelLaunchError
 from . import launch as L
+
+__all__ = ["KernelDevice", "KernelCompileError", "KernelLaunchError"]
 
 
 class KernelDevice(Device):
@@ -34,6 +42,9 @@ class KernelDevice(Device):
         self.kind = launcher.kind
         self.max_blocks = launcher.max_blocks
         self.transfers = 0  # host <-> device copies; a training step must make none
+        # GPUAD_SYNC=1: wait for every kernel, so a fault is reported by the launch
+        # (kernel and op) that caused it rather than by a later one. Slow; for debugging.
+        self.sync = os.environ.get("GPUAD_SYNC", "").strip().lower() in ("1", "true", "yes", "on")
 
     # -- buffers and transfers ------------------------------------------------
     def from_host(self, array):
@@ -52,12 +63,56 @@ class KernelDevice(Device):
 
     def launch(self, kernel: str, n: int, args, block: int = L.BLOCK, shared_mem: int = 0,
                blocks: int | None = None):
-        """Launch ``kernel`` over ``n`` work items (grid-stride), or on ``blocks`` blocks."""
+        """Launch ``kernel`` over ``n`` work items (grid-stride), or on ``blocks`` blocks.
+
+        With ``GPUAD_SYNC=1`` in the environment when the device was created, wait
+        for the kernel to finish after each launch. A failure to compile the
+        kernels raises :class:`KernelCompileError`, any other launch (or, when
+        synchronising, execution) failure :class:`KernelLaunchError`; both name
+        the kernel and the op that launched it. Out-of-memory errors pass as
+        they are.
+        """
         g = blocks if blocks is not None else L.grid(n, self.max_blocks, block)
-        self.launcher.launch(kernel, g, block, args, shared_mem)
+        try:
+            self.launcher.launch(kernel, g, block, args, shared_mem)
+            if self.sync:
+                self.launcher.synchronize()
+        except (MemoryError, TypeError, ValueError):
+            raise  # out of memory; arguments that do not fit the kernel's parameters
+        except RuntimeError as e:
+            raise self._launch_error(kernel, e) from e
+
+    def _launch_error(self, kernel: str, error: RuntimeError) -> RuntimeError:
+        """``error`` from launching ``kernel``, as a gpuad error naming the kernel and op."""
+        op = _calling_op()
+        what = f"kernel {kernel}" + (f" (op {op})" if op else "") + f" on device {self.name}"
+        from ..host_build import HostBuildError  # (the emulated device's compile error)
+        if isinstance(error, (KernelCompileError, HostBuildError)):
+            files = getattr(error, "files", None) or sorted(
+                {m.group(1) for m in re.finditer(r"([\w.-]+\.cuh?)[:(]\d+", str(error))})
+            return KernelCompileError(f"{what}: the kernel sources did not compile.\n{error}",
+                                      kernel=kernel, files=files,
+                                      log=getattr(error, "log", None) or str(error))
+        hint = "" if self.sync or self.kind != "cuda" or isinstance(error, KernelLaunchError) else (
+            "\nKernels run asynchronously: the failure may come from an earlier launch. Set "
+            "GPUAD_SYNC=1 to check after every launch and name the kernel that failed.")
+        return KernelLaunchError(f"{what} failed: {error}{hint}", kernel=kernel, op=op)
 
     def matmul(self, op, a, b, transpose_a, transpose_b):
         return self.launcher.matmul(a, b, transpose_a, transpose_b)
+
+
+def _calling_op(depth: int = 12) -> str | None:
+    """The ``op`` of the innermost family function (``binary(dev, op, ...)``) on the
+    caller's stack, for error messages; None if there is none. Error path only."""
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        if frame.f_code.co_name in KERNEL_SET:
+            op = frame.f_locals.get("op")
+            if isinstance(op, str):
+                return op
+        frame, depth = frame.f_back, depth - 1
+    return None
 
 
 # Each family module implements some families of the device protocol as

@@ -3,13 +3,23 @@ compiled by NVRTC through ``cupy.RawModule`` once per GPU, launched on the
 current CuPy stream; matrix products through ``cupy.matmul`` (cuBLAS).
 
 Importing this module needs no CuPy; :func:`probe` explains what is missing.
+
+Every allocation goes through :func:`allocate_with_retry`: when the GPU is out
+of memory it releases the blocks CuPy's pool caches but no tensor uses, tries
+once more, and then raises :class:`gpuad.OutOfMemoryError` with the numbers.
+Kernel sources that do not compile raise :class:`gpuad.errors.KernelCompileError`
+with NVRTC's log; a kernel name the module lacks, :class:`gpuad.errors.KernelLaunchError`.
 """
 from __future__ import annotations
 
 import functools
+import math
+import re
 import threading
 
 import numpy as np
+
+from ...errors import KernelCompileError, KernelLaunchError, OutOfMemoryError
 
 
 class CudaUnavailableError(RuntimeError):
@@ -37,6 +47,67 @@ def probe() -> int:
     if count == 0:
         raise CudaUnavailableError("The NVIDIA driver reports no CUDA device on this machine. " + _FALLBACK)
     return count
+
+
+def _bytes(n) -> str:
+    """``1,073,741,824 bytes (1.00 GiB)``."""
+    n = int(n)
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n:,} bytes ({n / size:.2f} {unit})"
+    return f"{n:,} bytes"
+
+
+def allocate_with_retry(alloc, pool, nbytes: int, device_name: str, oom_type, device_memory=None):
+    """``alloc()``; if it raises ``oom_type``, free ``pool``'s cached blocks
+    (``pool.free_all_blocks()``: memory the pool holds but no array uses, so no
+    tensor is touched) and call ``alloc()`` once more. If that fails too, raise
+    :class:`gpuad.OutOfMemoryError` naming ``nbytes``, the pool's used and total
+    bytes (``pool.used_bytes()``, ``pool.total_bytes()``), ``device_name`` and the
+    fix. ``device_memory``, if given, returns the device's ``(free, total)`` bytes.
+
+    >>> class Pool:
+    ...     def __init__(self): self.cached = True
+    ...     def free_all_blocks(self): self.cached = False
+    ...     def used_bytes(self): return 3 << 30
+    ...     def total_bytes(self): return 4 << 30
+    >>> pool = Pool()
+    >>> def alloc():
+    ...     if pool.cached:
+    ...         raise MemoryError("out of memory")
+    ...     return "buffer"
+    >>> allocate_with_retry(alloc, pool, 1 << 20, "cuda:0", MemoryError)
+    'buffer'
+    """
+    try:
+        return alloc()
+    except oom_type:
+        pass  # (released below, outside the handler, so the failed attempt holds nothing)
+    pool.free_all_blocks()
+    try:
+        return alloc()
+    except oom_type as e:
+        error = e
+    used = total = None
+    try:
+        used, total = int(pool.used_bytes()), int(pool.total_bytes())
+    except Exception:  # the numbers are for the message only
+        pass
+    msg = f"Out of memory on {device_name}: allocating {_bytes(nbytes)} failed"
+    msg += " even after freeing the memory pool's cached blocks."
+    if used is not None:
+        msg += f" The pool holds {_bytes(used)} in use by live tensors, of {_bytes(total)} it has reserved."
+    if device_memory is not None:
+        try:
+            free, dev_total = device_memory()
+            msg += f" The device has {_bytes(free)} free of {_bytes(dev_total)}."
+        except Exception:
+            pass
+    msg += (" To fix: use a smaller batch (or model), drop the tensors you no longer need "
+            "(`del t`, then `gc.collect()`), and avoid persistent tapes that keep "
+            "intermediate results alive. Tensors that existed before this error are intact.")
+    raise OutOfMemoryError(msg, requested=int(nbytes), pool_used=used, pool_total=total,
+                           device=device_name) from error
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,24 +138,57 @@ class CupyLauncher:
         self._lock = threading.Lock()
 
     def module(self):
+        """The ``cupy.RawModule`` of every ``kernels/*.cu``, compiled on first use;
+        :class:`KernelCompileError` with the files and NVRTC's log if it fails."""
         if self._module is None:
             with self._lock:
                 if self._module is None:
                     from ..kernel_sources import kernel_dir
                     d = kernel_dir()
-                    code = "\n".join(f'#include "{p.name}"' for p in sorted(d.glob("*.cu")))
+                    sources = sorted(d.glob("*.cu"))
+                    code = "\n".join(f'#include "{p.name}"' for p in sources)
                     with self._device:
-                        self._module = self._cupy.RawModule(
-                            code=code, options=("-std=c++17", f"-I{d}"))
+                        module = self._cupy.RawModule(code=code, options=("-std=c++17", f"-I{d}"))
+                        try:
+                            module.compile()  # RawModule compiles lazily; fail here, with the log
+                        except self._cupy.cuda.compiler.CompileException as e:
+                            raise self._compile_error(e, sources) from None
+                    self._module = module
         return self._module
 
+    def _compile_error(self, e, sources) -> KernelCompileError:
+        log = e.get_message() if hasattr(e, "get_message") else str(e)
+        names = sorted({m.group(1) for m in re.finditer(r"([\w.-]+\.cuh?)\(\d+\): error", log)})
+        files = names or [p.name for p in sources]
+        where = ", ".join(f"kernels/{n}" for n in files)
+        return KernelCompileError(
+            f"NVRTC could not compile gpuad's CUDA kernels for {self.name} ({where}). "
+            f"Compiler log:\n{log.rstrip()}", files=files, log=log)
+
+    def _alloc(self, alloc, nbytes):
+        """``alloc()`` on this GPU, retried once after freeing the pool's cache."""
+        cp = self._cupy
+
+        def device_memory():
+            with self._device:
+                return cp.cuda.runtime.memGetInfo()
+
+        def run():
+            with self._device:
+                return alloc()
+        return allocate_with_retry(run, cp.get_default_memory_pool(), nbytes, self.name,
+                                   cp.cuda.memory.OutOfMemoryError, device_memory)
+
+    def synchronize(self):
+        """Wait for every kernel launched on this GPU; raises the error of a failed one."""
+        self._device.synchronize()
+
     def empty(self, shape, dtype):
-        with self._device:
-            return self._cupy.empty(shape, dtype)
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        return self._alloc(lambda: self._cupy.empty(shape, dtype), nbytes)
 
     def from_host(self, array):
-        with self._device:
-            return self._cupy.asarray(array)
+        return self._alloc(lambda: self._cupy.asarray(array), array.nbytes)
 
     def to_host(self, buffer):
         return self._cupy.asnumpy(buffer)
@@ -92,11 +196,24 @@ class CupyLauncher:
     def launch(self, kernel, grid, block, args, shared_mem=0):
         fn = self._functions.get(kernel)
         if fn is None:
-            fn = self._functions[kernel] = self.module().get_function(kernel)
+            fn = self._functions[kernel] = self._function(kernel)
         grid = grid if isinstance(grid, tuple) else (grid,)
         block = block if isinstance(block, tuple) else (block,)
         with self._device:
             fn(grid, block, tuple(args), shared_mem=shared_mem)
+
+    def _function(self, kernel):
+        module = self.module()
+        with self._device:
+            try:
+                return module.get_function(kernel)
+            except self._cupy.cuda.compiler.CompileException as e:
+                raise self._compile_error(e, []) from None
+            except Exception as e:  # CUDADriverError: CUDA_ERROR_NOT_FOUND
+                raise KernelLaunchError(
+                    f"kernel {kernel} is not in gpuad's CUDA module on {self.name} ({e}): no "
+                    f'extern "C" __global__ function of that name in kernels/*.cu. Check the '
+                    f"kernel name and that its source defines it for this dtype.", kernel=kernel) from e
 
     def matmul(self, a, b, transpose_a, transpose_b):
         cp = self._cupy
@@ -104,5 +221,9 @@ class CupyLauncher:
             a = cp.swapaxes(a, -1, -2)
         if transpose_b:
             b = cp.swapaxes(b, -1, -2)
-        with self._device:
-            return cp.matmul(a, b)
+        try:
+            shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+            nbytes = math.prod(shape) * np.result_type(a.dtype, b.dtype).itemsize
+        except (IndexError, ValueError):  # not a batch of matrices: cupy.matmul will say so
+            nbytes = 0
+        return self._alloc(lambda: cp.matmul(a, b), nbytes)

@@ -1,0 +1,358 @@
+"""Errors of the kernel devices: out of memory (retry after freeing the pool's cache,
+then gpuad.OutOfMemoryError), kernels that do not compile, unknown kernel names,
+failed launches, and GPUAD_SYNC=1. Without a GPU: fakes of CuPy's pool and module,
+and the emulated device (whose launch layer is the cuda device's)."""
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+from gpuad.devices.cuda import KernelCompileError, KernelDevice, KernelLaunchError
+from gpuad.devices.cuda.cupy_launcher import CupyLauncher, allocate_with_retry
+from gpuad.devices.host_build import HostBuildError, HostLaunchError, HostModule
+from gpuad.devices.kernel_sources import kernel_dir
+
+needs_emulated = pytest.mark.skipif("emulated" not in ad.devices.available(),
+                                    reason="the emulated device needs a host C++ compiler (g++)")
+
+
+# --------------------------------------------------------------------------- out of memory
+class FakeOOM(MemoryError):
+    """Stands in for cupy.cuda.memory.OutOfMemoryError (also a MemoryError)."""
+
+
+class FakePool:
+    def __init__(self, used=3 * 2**30, total=4 * 2**30):
+        self.used, self.total, self.freed = used, total, 0
+
+    def free_all_blocks(self):
+        self.freed += 1
+
+    def used_bytes(self):
+        return self.used
+
+    def total_bytes(self):
+        return self.total
+
+
+def test_oom_is_a_memory_error():
+    assert issubclass(ad.OutOfMemoryError, MemoryError)
+    assert ad.OutOfMemoryError is ad.errors.OutOfMemoryError
+
+
+def test_allocation_succeeds_first_time_without_freeing():
+    pool = FakePool()
+    assert allocate_with_retry(lambda: "buf", pool, 8, "cuda:0", FakeOOM) == "buf"
+    assert pool.freed == 0
+
+
+def test_retry_after_freeing_the_cached_blocks():
+    pool = FakePool()
+    calls = []
+
+    def alloc():
+        calls.append(pool.freed)
+        if pool.freed == 0:
+            raise FakeOOM("out of memory")
+        return "buf"
+    assert allocate_with_retry(alloc, pool, 1024, "cuda:0", FakeOOM) == "buf"
+    assert calls == [0, 1]  # failed, freed the cache once, succeeded
+    assert pool.freed == 1
+
+
+def test_both_attempts_fail_raises_out_of_memory_with_the_numbers():
+    pool = FakePool(used=3 * 2**30, total=4 * 2**30)
+    attempts = []
+
+    def alloc():
+        attempts.append(1)
+        raise FakeOOM("out of memory allocating")
+    with pytest.raises(ad.OutOfMemoryError) as e:
+        allocate_with_retry(alloc, pool, 2**31, "cuda:1", FakeOOM, device_memory=lambda: (2**20, 80 * 2**30))
+    assert len(attempts) == 2 and pool.freed == 1
+    err = e.value
+    assert isinstance(err, MemoryError)
+    msg = str(err)
+    assert "cuda:1" in msg
+    assert "2,147,483,648 bytes" in msg and "2.00 GiB" in msg           # asked for
+    assert "3,221,225,472 bytes" in msg and "4,294,967,296 bytes" in msg  # pool used / total
+    assert "80.00 GiB" in msg                                             # the device
+    assert "smaller batch" in msg and "del" in msg and "gc.collect()" in msg
+    assert (err.requested, err.pool_used, err.pool_total, err.device) == (2**31, 3 * 2**30, 4 * 2**30, "cuda:1")
+    assert isinstance(err.__cause__, FakeOOM)
+
+
+def test_other_errors_are_not_retried():
+    pool = FakePool()
+
+    def alloc():
+        raise ValueError("negative dimensions are not allowed")
+    with pytest.raises(ValueError):
+        allocate_with_retry(alloc, pool, 8, "cuda:0", FakeOOM)
+    assert pool.freed == 0
+
+
+# --------------------------------------------------------------------------- CupyLauncher with a fake CuPy
+class FakeCompileException(Exception):
+    def __init__(self, msg):
+        super().__init__()
+        self._msg = msg
+
+    def get_message(self):
+        return self._msg
+
+    def __str__(self):
+        return self._msg
+
+
+class FakeDriverError(RuntimeError):
+    pass
+
+
+def fake_cupy(*, oom_times=0, compile_log=None):
+    """Just enough of CuPy for CupyLauncher: NumPy arrays as device arrays, an
+    allocator that fails ``oom_times`` times, a RawModule that fails to compile
+    with ``compile_log`` or knows one kernel."""
+    cp = types.ModuleType("cupy")
+    pool = FakePool(used=5 * 2**20, total=8 * 2**20)
+    state = {"oom": oom_times, "launched": [], "synced": 0}
+
+    def allocating(fn):
+        def run(*a, **k):
+            if state["oom"]:
+                state["oom"] -= 1
+                raise FakeOOM("Out of memory allocating")
+            return fn(*a, **k)
+        return run
+
+    class Device:
+        def __init__(self, index=0):
+            self.attributes = {"MultiProcessorCount": 132}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def synchronize(self):
+            state["synced"] += 1
+
+    class Function:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, grid, block, args, shared_mem=0):
+            state["launched"].append(self.name)
+
+    class RawModule:
+        def __init__(self, code, options):
+            self.code, self.options = code, options
+
+        def compile(self):
+            if compile_log is not None:
+                raise FakeCompileException(compile_log)
+
+        def get_function(self, name):
+            if name != "known_kernel":
+                raise FakeDriverError("CUDA_ERROR_NOT_FOUND: named symbol not found")
+            return Function(name)
+
+    cp.cuda = types.SimpleNamespace(
+        Device=Device, memory=types.SimpleNamespace(OutOfMemoryError=FakeOOM),
+        compiler=types.SimpleNamespace(CompileException=FakeCompileException),
+        runtime=types.SimpleNamespace(memGetInfo=lambda: (2**20, 80 * 2**30)))
+    cp.RawModule = RawModule
+    cp.get_default_memory_pool = lambda: pool
+    cp.empty = allocating(np.empty)
+    cp.asarray = allocating(np.array)
+    cp.matmul = allocating(np.matmul)
+    cp.swapaxes = np.swapaxes
+    cp.asnumpy = np.asarray
+    cp.pool, cp.state = pool, state
+    return cp
+
+
+def test_cupy_launcher_allocations_retry_then_raise(monkeypatch):
+    cp = fake_cupy(oom_times=1)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    launcher = CupyLauncher(0)
+    assert launcher.empty((4, 4), np.dtype(np.float32)).shape == (4, 4)  # one OOM, freed, retried
+    assert cp.pool.freed == 1
+
+    cp.state["oom"] = 2  # from_host: both attempts fail
+    with pytest.raises(ad.OutOfMemoryError, match=r"cuda:0: allocating 4,000 bytes") as e:
+        launcher.from_host(np.zeros(1000, np.float32))
+    assert "5,242,880 bytes" in str(e.value) and "8,388,608 bytes" in str(e.value)
+
+    cp.state["oom"] = 2  # matmul's output: 3 x 5 float64
+    a, b = np.ones((3, 2)), np.ones((5, 2))
+    with pytest.raises(ad.OutOfMemoryError, match="allocating 120 bytes"):
+        launcher.matmul(a, b, False, True)
+    np.testing.assert_array_equal(launcher.matmul(a, b, False, True), np.full((3, 5), 2.0))
+
+
+def test_cupy_launcher_compile_error_shows_files_and_log(monkeypatch):
+    log = ("/src/kernels/elementwise.cu(12): error: identifier \"undefined_name\" is undefined\n"
+           "1 error detected in the compilation of \"gpuad.cu\".")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(compile_log=log))
+    launcher = CupyLauncher(0)
+    with pytest.raises(KernelCompileError) as e:
+        launcher.module()
+    assert isinstance(e.value, RuntimeError)
+    assert "kernels/elementwise.cu" in str(e.value) and "undefined_name" in str(e.value)
+    assert e.value.files == ["elementwise.cu"] and e.value.log == log
+    # through the device: the error also names the kernel being launched
+    dev = KernelDevice(launcher)
+    with pytest.raises(KernelCompileError, match="kernel binary_add_f32_contig on device cuda:0") as e:
+        dev.launch("binary_add_f32_contig", 8, ())
+    assert "undefined_name" in str(e.value) and e.value.kernel == "binary_add_f32_contig"
+
+
+def test_cupy_launcher_unknown_kernel_is_named(monkeypatch):
+    cp = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    dev = KernelDevice(CupyLauncher(0))
+    dev.launch("known_kernel", 8, ())
+    assert cp.state["launched"] == ["known_kernel"]
+    with pytest.raises(KernelLaunchError, match="kernel no_such_kernel is not in") as e:
+        dev.launch("no_such_kernel", 8, ())
+    assert e.value.kernel == "no_such_kernel"
+
+
+def test_cupy_launcher_gpuad_sync(monkeypatch):
+    cp = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    KernelDevice(CupyLauncher(0)).launch("known_kernel", 8, ())
+    assert cp.state["synced"] == 0
+    monkeypatch.setenv("GPUAD_SYNC", "1")
+    dev = KernelDevice(CupyLauncher(0))
+    dev.launch("known_kernel", 8, ())
+    dev.launch("known_kernel", 8, ())
+    assert cp.state["synced"] == 2
+
+
+# --------------------------------------------------------------------------- emulated: compile errors
+def _host_launcher():
+    from gpuad.devices.emulated import HostLauncher
+    return HostLauncher
+
+
+@pytest.fixture
+def broken_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path / "cache"))
+    bad = tmp_path / "broken_family.cu"
+    bad.write_text('#include "common.cuh"\n'
+                   'extern "C" __global__ void broken(float* x) { x[0] = undefined_name; }\n')
+
+    class BrokenLauncher(_host_launcher()):
+        def module(self):
+            if self._module is None:
+                self._module = HostModule([bad], [kernel_dir()])
+            return self._module
+    return BrokenLauncher(poison=True)
+
+
+@needs_emulated
+def test_emulated_compile_error_names_the_kernel_and_shows_the_log(broken_launcher):
+    dev = KernelDevice(broken_launcher)
+    with pytest.raises(KernelCompileError) as e:
+        dev.launch("broken", 1, (np.zeros(1, np.float32),))
+    msg = str(e.value)
+    assert "kernel broken on device emulated" in msg
+    assert "broken_family.cu" in msg and "undefined_name" in msg and "error" in msg  # the file, the log
+    assert "broken_family.cu" in e.value.files and e.value.kernel == "broken"
+    assert isinstance(e.value.__cause__, HostBuildError)
+
+
+@needs_emulated
+def test_emulated_compile_error_through_an_op_names_the_op(broken_launcher):
+    dev = KernelDevice(broken_launcher)
+    with pytest.raises(KernelCompileError, match=r"kernel unary_neg_f32_contig \(op neg\)"):
+        dev.unary("neg", np.ones(4, np.float32))
+
+
+@needs_emulated
+def test_emulated_unknown_kernel_is_named():
+    dev = KernelDevice(_host_launcher()(poison=True))
+    with pytest.raises(KernelLaunchError, match="kernel no_such_kernel on device emulated failed") as e:
+        dev.launch("no_such_kernel", 1, ())
+    assert "unknown kernel 'no_such_kernel'" in str(e.value)
+    assert e.value.kernel == "no_such_kernel"
+    assert isinstance(e.value.__cause__, HostLaunchError)
+
+
+# --------------------------------------------------------------------------- emulated: launch failures, GPUAD_SYNC
+def _counting_launcher(fail_launch=False, fail_sync=False):
+    class Counting(_host_launcher()):
+        launches = 0
+        syncs = 0
+
+        def launch(self, kernel, grid, block, args, shared_mem=0):
+            type(self).launches += 1
+            if fail_launch:
+                raise HostLaunchError("thread (3,0,0) of block (0,0,0) called __trap()", 7, kernel)
+            super().launch(kernel, grid, block, args, shared_mem)
+
+        def synchronize(self):
+            type(self).syncs += 1
+            if fail_sync:
+                raise RuntimeError("an illegal memory access was encountered")
+    return Counting(poison=True)
+
+
+@needs_emulated
+@pytest.mark.parametrize("sync", ["", "1"])
+def test_emulated_launch_error_names_kernel_and_op(monkeypatch, sync):
+    monkeypatch.setenv("GPUAD_SYNC", sync)
+    dev = KernelDevice(_counting_launcher(fail_launch=True))
+    x = np.ones(8, np.float32)
+    with pytest.raises(KernelLaunchError) as e:
+        dev.binary("add", x, x)
+    msg = str(e.value)
+    assert msg.startswith("kernel binary_add_f32_contig (op add) on device emulated failed: ")
+    assert "__trap()" in msg
+    assert (e.value.kernel, e.value.op) == ("binary_add_f32_contig", "add")
+    assert isinstance(e.value, RuntimeError) and isinstance(e.value.__cause__, HostLaunchError)
+
+
+@needs_emulated
+def test_gpuad_sync_synchronizes_once_per_launch(monkeypatch):
+    monkeypatch.delenv("GPUAD_SYNC", raising=False)
+    launcher = _counting_launcher()
+    dev = KernelDevice(launcher)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    dev.binary("mul", x, x)
+    assert launcher.launches >= 1 and launcher.syncs == 0
+
+    monkeypatch.setenv("GPUAD_SYNC", "1")
+    launcher = _counting_launcher()
+    dev = KernelDevice(launcher)
+    np.testing.assert_array_equal(dev.binary("mul", x, x), x * x)
+    dev.reduce("sum", x, (1,), False)
+    dev.unary("exp", x.T)
+    assert launcher.launches >= 3
+    assert launcher.syncs == launcher.launches
+
+
+@needs_emulated
+def test_gpuad_sync_error_names_the_kernel(monkeypatch):
+    monkeypatch.setenv("GPUAD_SYNC", "1")
+    dev = KernelDevice(_counting_launcher(fail_sync=True))
+    x = np.ones(5, np.float32)
+    with pytest.raises(KernelLaunchError, match=r"kernel unary_sqrt_f32_contig \(op sqrt\) .*illegal memory"):
+        dev.unary("sqrt", x)
+
+
+def test_gpuad_sync_is_read_when_the_device_is_created(monkeypatch):
+    monkeypatch.setenv("GPUAD_SYNC", "1")
+    assert KernelDevice(types.SimpleNamespace(name="x", kind="emulated", max_blocks=1)).sync
+    monkeypatch.setenv("GPUAD_SYNC", "0")
+    assert not KernelDevice(types.SimpleNamespace(name="x", kind="emulated", max_blocks=1)).sync
+
+
+def test_emulated_launcher_synchronize_is_a_no_op():
+    from gpuad.devices.emulated import HostLauncher
+    assert HostLauncher().synchronize() is None
