@@ -149,13 +149,22 @@ def _gpu_info(index: int) -> dict:
         import gpuad
         facts = gpuad.devices.info()
         info["gpuad_devices_info"] = facts
-        gpus = facts.get("gpus") or facts.get("cuda") or []
-        if isinstance(gpus, list) and len(gpus) > index and isinstance(gpus[index], dict):
-            if gpus[index].get("name"):
-                info["name"] = str(gpus[index]["name"])
+        # NVML's numbering can differ from CUDA's (CUDA_VISIBLE_DEVICES): trust it for
+        # the name only where it sees a single GPU or CUDA sees them all in NVML's order
+        gpus = [g for g in facts.get("gpus") or [] if isinstance(g, dict)]
+        gpu = gpus[index] if len(gpus) > index and not os.environ.get("CUDA_VISIBLE_DEVICES") else (
+            gpus[0] if len(gpus) == 1 else None)
+        if gpu is not None:
+            if gpu.get("name"):
+                info["name"] = str(gpu["name"])
                 info["name_from"] = "gpuad.devices.info()"
-            if gpus[index].get("driver"):
-                info["driver"] = str(gpus[index]["driver"])
+            for key, as_ in (("driver_version", "driver"), ("cuda_driver_version", "cuda_driver"),
+                             ("compute_capability", "compute_capability"), ("power_limit", "power_limit_w"),
+                             ("memory_total", "memory_bytes")):
+                if gpu.get(key) is not None:
+                    info[as_] = gpu[key]
+        elif facts.get("gpu_status") and facts.get("gpu_status") != "ok":
+            info["gpuad_gpu_status"] = facts["gpu_status"]
     except Exception as e:  # noqa: BLE001 -- the benchmark must run regardless
         info["gpuad_devices_info_error"] = f"{type(e).__name__}: {e}"
     try:
@@ -166,12 +175,12 @@ def _gpu_info(index: int) -> dict:
         name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
         info.setdefault("name", name)
         info.setdefault("name_from", "cupy.cuda.runtime.getDeviceProperties")
-        info["compute_capability"] = f"{props.get('major')}.{props.get('minor')}"
+        info.setdefault("compute_capability", f"{props.get('major')}.{props.get('minor')}")
         for key, as_ in (("multiProcessorCount", "multiprocessors"), ("totalGlobalMem", "memory_bytes"),
                          ("l2CacheSize", "l2_cache_bytes"), ("memoryBusWidth", "memory_bus_bits"),
                          ("memoryClockRate", "memory_clock_khz"), ("clockRate", "sm_clock_khz")):
             if key in props:
-                info[as_] = int(props[key])
+                info.setdefault(as_, int(props[key]))
         info["cuda_driver_api_version"] = rt.driverGetVersion()    # e.g. 13000 = CUDA 13.0
         info["cuda_runtime_version"] = rt.runtimeGetVersion()
         try:
@@ -766,9 +775,13 @@ def main(argv=None) -> int:
 
     use_this_checkout()
     import gpuad as ad
-    dev = ad.devices.get(args.device)
-    name = dev.name
-    be = CudaBackend(dev, name) if kind == "cuda" else HostBackend(dev, name)
+    try:
+        dev = ad.devices.get(args.device)
+        name = dev.name
+        be = CudaBackend(dev, name) if kind == "cuda" else HostBackend(dev, name)
+    except Exception as e:  # noqa: BLE001 -- no CuPy, no driver, no GPU, no g++: say which
+        print(f"kernels.py: device {args.device} is not usable here: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
     report = {"benchmark": "kernels", "date": now(), "command": command_line(), "argv": sys.argv[1:]}
     report.update(environment(name))

@@ -37,7 +37,8 @@ on ``emulated`` (gpuad's kernels compiled for the host) torch runs on the CPU:
 
 Correctness
 -----------
-The same steps are replayed in float64 with NumPy (the reference). Each
+The same steps are replayed in float64 (the reference: NumPy, or on ``cuda``
+CuPy's own float64 kernels and cuBLAS, none of gpuad's). Each
 library's loss at the last step of every repeat and its loss on the first
 batch after all the steps must agree with the reference to a relative 1e-3
 (float32 against float64 after a few hundred steps); a library that does not
@@ -95,42 +96,45 @@ def make_data(rng, batch, count) -> list:
     return out
 
 
-def _forward64(params, x, labels):
+def _forward64(xp, params, x, labels):
     w1, b1, w2, b2, w3, b3 = params
     z1 = x @ w1 + b1
-    h1 = np.maximum(z1, 0)
+    h1 = xp.maximum(z1, 0)
     z2 = h1 @ w2 + b2
-    h2 = np.maximum(z2, 0)
+    h2 = xp.maximum(z2, 0)
     z3 = h2 @ w3 + b3
     m = z3.max(axis=1, keepdims=True)
-    e = np.exp(z3 - m)
+    e = xp.exp(z3 - m)
     s = e.sum(axis=1, keepdims=True)
-    rows = np.arange(len(x))
-    loss = float(np.mean(np.log(s[:, 0]) + m[:, 0] - z3[rows, labels]))
+    rows = xp.arange(x.shape[0])
+    loss = float(xp.mean(xp.log(s[:, 0]) + m[:, 0] - z3[rows, labels]))
     return loss, (z1, h1, z2, h2, e / s)
 
 
-def reference(params, data, steps, lr) -> tuple[list, float]:
+def reference(params, data, steps, lr, xp=np) -> tuple[list, float]:
     """Losses of ``steps`` SGD steps in float64 (the loss of step i is computed before
-    its update, on batch i % len(data)), and the loss on batch 0 after the last one."""
-    p = [a.astype(np.float64) for a in params]
-    d64 = [(x.astype(np.float64), y) for x, y in data]
+    its update, on batch i % len(data)), and the loss on batch 0 after the last one.
+    ``xp`` is NumPy, or CuPy on a GPU (its own float64 kernels and cuBLAS DGEMM, none
+    of gpuad's), which is much faster at the larger batches."""
+    p = [xp.asarray(a, dtype=xp.float64) for a in params]
+    d64 = [(xp.asarray(x, dtype=xp.float64), xp.asarray(y)) for x, y in data]
     losses = []
     for i in range(steps):
         x, y = d64[i % len(d64)]
         w1, b1, w2, b2, w3, b3 = p
-        loss, (z1, h1, z2, h2, prob) = _forward64(p, x, y)
+        n = x.shape[0]
+        loss, (z1, h1, z2, h2, prob) = _forward64(xp, p, x, y)
         losses.append(loss)
         d3 = prob
-        d3[np.arange(len(x)), y] -= 1.0
-        d3 /= len(x)
+        d3[xp.arange(n), y] -= 1.0
+        d3 /= n
         g_w3, g_b3 = h2.T @ d3, d3.sum(axis=0)
         d2 = (d3 @ w3.T) * (z2 > 0)
         g_w2, g_b2 = h1.T @ d2, d2.sum(axis=0)
         d1 = (d2 @ w2.T) * (z1 > 0)
         g_w1, g_b1 = x.T @ d1, d1.sum(axis=0)
         p = [a - lr * g for a, g in zip(p, (g_w1, g_b1, g_w2, g_b2, g_w3, g_b3))]
-    final, _ = _forward64(p, d64[0][0], d64[0][1])
+    final, _ = _forward64(xp, p, d64[0][0], d64[0][1])
     return losses, final
 
 
@@ -282,16 +286,16 @@ def _agrees(got, want) -> tuple[bool, float]:
     return bool(np.all(np.isfinite(got)) and err <= RTOL), err
 
 
-def measure_batch(libs, batch, args, seed) -> dict:
+def measure_batch(libs, batch, args, seed, xp=np) -> dict:
     rng = np.random.default_rng(seed)
     params = make_params(rng)
     data = make_data(rng, batch, args.data_batches)
     total = args.warmup + args.repeats * args.steps
     t0 = time.perf_counter()
-    ref_losses, ref_final = reference(params, data, total, args.lr)
+    ref_losses, ref_final = reference(params, data, total, args.lr, xp)
     out = {"batch": batch, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
            "reference": {"loss_first": ref_losses[0], "loss_last": ref_losses[-1], "loss_final": ref_final,
-                         "seconds": time.perf_counter() - t0}}
+                         "computed_with": f"{xp.__name__} float64", "seconds": time.perf_counter() - t0}}
     # the loss returned by the last step of the warm-up and of each repeat
     checkpoints = [args.warmup - 1 + r * args.steps for r in range(args.repeats + 1)]
     if args.warmup == 0:
@@ -431,6 +435,13 @@ def main(argv=None) -> int:
         except NotInstalled as e:
             libraries[name] = {"status": "not installed", "why": str(e)}
             continue
+        except Exception as e:  # noqa: BLE001 -- gpuad's device is not usable here: say why
+            if name == "gpuad":
+                print(f"training.py: device {args.device} is not usable here: {type(e).__name__}: {e}",
+                      file=sys.stderr)
+                return 2
+            libraries[name] = {"status": "error", "why": f"{type(e).__name__}: {e}"}
+            continue
         loaded[name] = lib
         libraries[name] = {"status": "ok", "version": lib.version, "note": lib.note}
     device = loaded["gpuad"].device
@@ -455,14 +466,20 @@ def main(argv=None) -> int:
         print(f"  {name:<6} " + (f"{lib['version']}: {lib['note']}" if lib["status"] == "ok"
                                  else f"{lib['status']} ({lib['why']})"))
     print(f"Median of {args.repeats} repeats of {args.steps} steps after {args.warmup} warm-up steps; "
-          f"losses checked against a float64 NumPy replay of the same steps.")
+          f"losses checked against a float64 replay of the same steps "
+          f"({'CuPy' if kind == 'cuda' else 'NumPy'}).")
     if not meaningful:
         print("NOTE: " + report["note"])
     print(flush=True)
 
+    xp = np
+    if kind == "cuda":  # the float64 reference on the GPU, through CuPy (not gpuad's kernels)
+        import cupy as xp
+        xp.cuda.Device(int(device.split(":")[1])).use()
+    report["settings"]["reference"] = f"{xp.__name__} float64"
     report["results"] = []
     for k, batch in enumerate(batches):
-        r = measure_batch(loaded, batch, args, args.seed + k)
+        r = measure_batch(loaded, batch, args, args.seed + k, xp)
         for name, lib in libraries.items():
             if lib["status"] != "ok":
                 r[name] = {"status": lib["status"]}

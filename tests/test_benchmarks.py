@@ -1,0 +1,98 @@
+"""The GPU benchmark scripts (benchmarks/kernels.py, benchmarks/training.py) run
+end to end, as smoke tests: on the emulated device, where their figures mean
+nothing, and on the CPU against PyTorch where it is installed. They write one
+JSON file with the expected keys and exit 0 (a result that disagrees with the
+NumPy reference would make them exit 1). Nothing here asserts a time."""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gpuad as ad
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+DATE = r"\d{4}-\d{2}-\d{2}"
+
+needs_emulated = pytest.mark.skipif("emulated" not in ad.devices.available(),
+                                    reason="the emulated device needs a host C++ compiler (g++)")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+
+
+def _run(script, tmp_path, *args):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 1, files
+    return files[0], json.loads(files[0].read_text()), proc.stdout
+
+
+def _common(report, name, device_kind):
+    for key in ("benchmark", "date", "command", "device", "host", "versions", "settings", "results"):
+        assert key in report, key
+    assert report["benchmark"] == name
+    assert report["device"]["kind"] == device_kind
+    assert f"benchmarks/{name}.py" in report["command"]
+    assert report["versions"]["numpy"] and report["versions"]["gpuad"] == ad.__version__
+
+
+@pytest.mark.slow
+@needs_emulated
+def test_kernels_script_on_the_emulated_device(tmp_path):
+    path, report, out = _run("kernels.py", tmp_path, "--device", "emulated", "--elements", "65536",
+                             "--repeats", "2")
+    assert re.fullmatch(f"emulated-{DATE}-kernels", path.stem)
+    _common(report, "kernels", "emulated")
+    assert "mean nothing" in report["note"] and "mean nothing" in out
+    assert report["settings"]["elements"] == 65536 and report["settings"]["repeats"] == 2
+    assert report["copy"]["gbps"] > 0
+    expected = {"exp", "add", "add_bcast", "sum_all", "sum_last", "sum_first", "transpose", "softmax", "gather"}
+    assert set(report["results"]) == expected
+    for key, r in report["results"].items():
+        for who in ("gpuad", "peer"):
+            e = r[who]
+            assert e["status"] == "ok", (key, who, e)
+            assert len(e["runs_ms"]) == 2 and e["gbps"] > 0 and e["fraction_of_copy"] > 0
+        assert r["target_fraction_of_copy"] in (0.85, 0.75, None)
+    overhead = report["overhead"]["gpuad: x + 1.0"]
+    assert overhead["status"] == "ok" and overhead["median_us"] > 0 and overhead["target_us"] == 10
+    assert "| kernel |" in out and "| small op from Python" in out
+
+
+@pytest.mark.slow
+@needs_emulated
+def test_training_script_on_the_emulated_device(tmp_path):
+    path, report, out = _run("training.py", tmp_path, "--device", "emulated", "--quick")
+    assert re.fullmatch(f"emulated-{DATE}-training", path.stem)
+    _common(report, "training", "emulated")
+    assert "mean nothing" in report["note"] and "mean nothing" in out
+    assert [r["batch"] for r in report["results"]] == report["settings"]["batches"] == [16, 64]
+    for r in report["results"]:
+        g = r["gpuad"]
+        assert g["status"] == "ok", g
+        assert g["examples_per_s"] > 0 and len(g["runs_s"]) == report["settings"]["repeats"]
+        assert g["transfers_in_timed_steps"] == [0] * report["settings"]["repeats"]  # DESIGN rule 3
+        assert r["torch"]["status"] in ("ok", "not installed")
+    assert "| batch |" in out
+
+
+@pytest.mark.slow
+@needs_torch
+def test_training_script_on_the_cpu_against_torch(tmp_path):
+    path, report, out = _run("training.py", tmp_path, "--device", "cpu", "--quick")
+    assert re.fullmatch(f"cpu-{DATE}-training", path.stem)
+    _common(report, "training", "cpu")
+    assert "note" not in report
+    for r in report["results"]:
+        for lib in ("gpuad", "torch"):
+            assert r[lib]["status"] == "ok", (lib, r[lib])
+            assert r[lib]["max_relative_loss_error"] <= 1e-3
+        assert r["time_ratio_gpuad_over_torch"] > 0
