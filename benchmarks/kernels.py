@@ -37,8 +37,8 @@ How it is timed
 ---------------
 Every result is first checked against NumPy on the host (the whole output;
 bit-exact where float32 arithmetic is exact: copies, adds and sums of
-integer-valued floats; to 1e-6 / 1e-5 relative error against float64 for exp
-and softmax). Before that check the memory pool is poisoned with NaN, so an
+integer-valued floats; within 1e-5 (exp) and 1e-4 (softmax) relative error of
+float64, element by element: float32 lands far below, a wrong element far above). Before that check the memory pool is poisoned with NaN, so an
 element a kernel never writes shows. A kernel or peer that disagrees is
 reported as ``WRONG`` instead of timed, and the script exits 1.
 
@@ -321,7 +321,11 @@ class CudaBackend:
         b.record(s)
         b.synchronize()
         ms = cp.cuda.get_elapsed_time(a, b)
-        return cycles / ms if ms > 0 else 1.5e6
+        return self._clamp_rate(cycles / ms if ms > 0 else 1.5e6)
+
+    @staticmethod
+    def _clamp_rate(cycles_per_ms):
+        return min(max(cycles_per_ms, 1e5), 5e6)  # 100 MHz .. 5 GHz: never a runaway spin
 
     def peer_name(self):
         return f"cupy {self.cp.__version__}"
@@ -347,7 +351,7 @@ class CudaBackend:
         del block
 
     def copies(self, src, dst):
-        cp, rt = self.cp, self.cp.cuda.runtime
+        rt = self.cp.cuda.runtime
         nbytes = src.nbytes
 
         def memcpy():
@@ -374,6 +378,7 @@ class CudaBackend:
         runs, host_bound = [], 0
         for _ in range(repeats):
             self.synchronize()
+            spin_ms = min(spin_ms, 200.0)
             cycles = spin_ms * self.cycles_per_ms
             ev0.record(s)
             self._spin_for(cycles)
@@ -387,7 +392,7 @@ class CudaBackend:
             runs.append(cp.cuda.get_elapsed_time(start, end) / inner)
             spun = cp.cuda.get_elapsed_time(ev0, start)
             if spun > 0.05:  # the SM clock changes under load: keep the spin's rate current
-                self.cycles_per_ms = cycles / spun
+                self.cycles_per_ms = self._clamp_rate(cycles / spun)
             if host_ms > spun:  # the GPU may have waited for the host: spin longer next time
                 host_bound += 1
                 spin_ms = 2 * host_ms + 0.2
@@ -516,7 +521,7 @@ def make_workloads(dev, be, n, rng):
     return [
         W("exp", "unary exp, contiguous", TARGET_CONTIG, 8 * n,
           lambda: dev.unary("exp", x), lambda: xp.exp(x),
-          lambda: np.exp(xh.astype(np.float64)), _relative(1e-6), f"({n},)"),
+          lambda: np.exp(xh.astype(np.float64)), _relative(1e-5), f"({n},)"),
         W("add", "binary add, contiguous", TARGET_CONTIG, 12 * n,
           lambda: dev.binary("add", x, y), lambda: x + y,
           lambda: xh + yh, _exact, f"({n},) + ({n},)"),
@@ -537,7 +542,7 @@ def make_workloads(dev, be, n, rng):
           lambda: xh.reshape(tr, tc).T, _exact, f"({tr}, {tc}) -> ({tc}, {tr})"),
         W("softmax", "softmax along rows", None, 8 * n,
           lambda: dev.softmax("softmax", X, axis=1), p_softmax,
-          lambda: _softmax64(Xh), _relative(1e-5), f"({rows}, {ROW}), axis 1"),
+          lambda: _softmax64(Xh), _relative(1e-4), f"({rows}, {ROW}), axis 1"),
         W("gather", "gather rows (a permutation)", None, 8 * n + 4 * rows,
           lambda: dev.gather("gather", X, idx, axis=0), lambda: xp.take(X, idx, axis=0),
           lambda: Xh[perm], _exact, f"({rows}, {ROW})[perm of {rows}]"),
