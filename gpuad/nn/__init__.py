@@ -144,3 +144,13 @@ def dropout(x, rate, noise_shape=None, seed=None, training=True):
     u = random.uniform(x.shape if noise_shape is None else tuple(noise_shape), dtype=x.dtype,
                        seed=seed, device=x._device)
     return x * M.cast(u >= rate, x.dtype) * (1 / (1 - rate))
+
+
+# -- layers and initializers (gpuad/nn/layers.py, gpuad/nn/initializers.py) ----------
+from . import initializers  # noqa: E402
+from .layers import (  # noqa: E402
+    Dense, Dropout, Embedding, LayerNorm, Sequential, layer_norm, masked_softmax,
+)
+
+__all__ += ["initializers", "Dense", "Dropout", "Embedding", "LayerNorm", "Sequential",
+            "layer_norm", "masked_softmax"]
