@@ -31,6 +31,7 @@ from .ops.array import (
 from .ops.creation import eye, fill, linspace, one_hot, ones, ones_like, range, zeros, zeros_like
 from .ops import operators as _operators  # noqa: F401
 from . import nn, random, nest
+from . import optimizers
 from .module import Module
 from .io import save, load
 from .autodiff import custom_gradient, function, gradients_function, grad, value_and_grad

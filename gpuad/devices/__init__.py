@@ -52,6 +52,8 @@ KERNEL_SET: dict[str, frozenset[str]] = {
     # creation and random numbers (counter-based Philox-4x32-10)
     "fill": frozenset({"fill"}),
     "random": frozenset("uniform normal".split()),
+    # fused optimizer steps, updating parameter and slot buffers in place (gpuad.optimizers)
+    "optim": frozenset("sgd adam rmsprop adagrad".split()),
 }
 
 

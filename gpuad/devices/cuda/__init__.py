@@ -117,8 +117,8 @@ def _calling_op(depth: int = 12) -> str | None:
 
 # Each family module implements some families of the device protocol as
 # functions ``family(device, op, *buffers, **attrs)``; bind them as methods.
-from . import elementwise, reduction, layout, nn  # noqa: E402
+from . import elementwise, reduction, layout, nn, optim  # noqa: E402
 
-for _module in (elementwise, reduction, layout, nn):
+for _module in (elementwise, reduction, layout, nn, optim):
     for _family in _module.FAMILIES:
         setattr(KernelDevice, _family, getattr(_module, _family))

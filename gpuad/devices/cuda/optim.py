@@ -1,0 +1,149 @@
+"""Launch code for ``kernels/optim.cu``: the ``optim`` family, fused optimizer
+updates (``sgd``, ``adam``, ``rmsprop``, ``adagrad``).
+
+``optim(dev, op, params, grads, slots, hyper, cache=None)`` updates the buffers
+of ``params`` and ``slots`` **in place** -- the one place gpuad writes into
+existing buffers; :mod:`gpuad.optimizers` makes sure it owns them first. One
+launch covers every tensor (up to :data:`MAX_TENSORS` per launch, so a few
+launches for very many tensors), whatever their sizes:
+
+- a *table* (one small int64 device buffer per launch) holds the element offsets
+  of the tensors and the pointers of the parameters and of their slots. Building
+  it copies it from the host (a counted transfer), so it is kept in ``cache``, a
+  dict the caller owns (one per optimizer, device and dtype), and rebuilt only
+  when a buffer changes; steady-state steps make no transfer;
+- the gradient pointers change every step: they travel by value, as a kernel
+  argument (``struct OptimGrads``), which is part of the launch.
+
+Arguments (the cpu device's ``optim`` method takes the same):
+
+- ``params``: buffers of one float dtype (float32 or float64), C-contiguous;
+- ``grads``: one buffer per parameter, same shape and dtype (C-contiguous, or
+  copied to be);
+- ``slots``: a list of slot kinds, each a list with one buffer per parameter,
+  in this order: sgd ``[momentum]`` (only when ``momentum != 0``); adam
+  ``[momentum, velocity]`` (+ ``velocity_hat`` with ``amsgrad``); rmsprop
+  ``[velocity]`` (+ ``momentum`` when ``momentum > 0``, + ``average_gradient``
+  when ``centered``); adagrad ``[accumulator]``;
+- ``hyper``: Python numbers computed on the host (no device sync): ``lr``,
+  ``weight_decay`` (None for none) and per op: sgd ``momentum``, ``nesterov``;
+  adam ``alpha``, ``one_minus_beta_1``, ``one_minus_beta_2``, ``epsilon``,
+  ``amsgrad``; rmsprop ``rho``, ``one_minus_rho``, ``momentum``, ``epsilon``,
+  ``centered``; adagrad ``epsilon``. Floats are converted to the parameters'
+  dtype, so a float32 value passed as a Python float arrives exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import launch as L
+
+FAMILIES = ("optim",)
+
+#: Tensors per launch: ``GPUAD_OPTIM_MAX_TENSORS`` in kernels/optim.cu.
+MAX_TENSORS = 256
+_GRADS = np.dtype([("ptr", np.uint64, (MAX_TENSORS,))])  # struct OptimGrads
+
+_FLOAT_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def slot_count(op: str, hyper: dict) -> int:
+    """How many slot kinds ``op`` updates with these hyperparameters."""
+    if op == "sgd":
+        return 1 if hyper["momentum"] != 0 else 0
+    if op == "adam":
+        return 3 if hyper.get("amsgrad") else 2
+    if op == "rmsprop":
+        return 1 + (hyper["momentum"] > 0) + bool(hyper.get("centered"))
+    if op == "adagrad":
+        return 1
+    raise KeyError(f"unknown optim op {op!r}; the optim family has sgd, adam, rmsprop and adagrad")
+
+
+def check(op, params, grads, slots, hyper):
+    """Validate the arguments of ``optim`` (shared with the cpu device); returns the dtype."""
+    want = slot_count(op, hyper)
+    if len(slots) != want:
+        raise ValueError(f"optim {op} with {hyper} updates {want} slot kind(s), got {len(slots)}")
+    if len(grads) != len(params) or any(len(s) != len(params) for s in slots):
+        raise ValueError(f"optim {op}: {len(params)} params, {len(grads)} grads and slot lists of "
+                         f"lengths {[len(s) for s in slots]}; give one of each per parameter")
+    if not params:
+        return None
+    dt = params[0].dtype
+    if dt not in _FLOAT_SUFFIX:
+        raise TypeError(f"optim {op} updates float32 or float64 parameters, got {dt}")
+    for j, p in enumerate(params):
+        bufs = [p, grads[j]] + [s[j] for s in slots]
+        for b in bufs:
+            if b.dtype != dt or b.shape != p.shape:
+                raise TypeError(f"optim {op}: parameter {j} is {p.dtype}{list(p.shape)} but a gradient "
+                                f"or slot is {b.dtype}{list(b.shape)}; they must all match")
+    return dt
+
+
+def _pointer(dev, buf) -> int:
+    return buf.data.ptr if dev.kind == "cuda" else buf.ctypes.data
+
+
+def _tables(dev, params, slots, cache):
+    """``[(first, count, total, table), ...]``: one launch's worth of tensors each,
+    from ``cache`` when the buffers are those it was built for."""
+    key = tuple(map(id, params)) + tuple(id(b) for s in slots for b in s)
+    if cache is not None and cache.get("key") == key:
+        return cache["chunks"]
+    live = [j for j, p in enumerate(params) if p.size]
+    chunks = []
+    for start in range(0, len(live), MAX_TENSORS):
+        idx = live[start:start + MAX_TENSORS]
+        count = len(idx)
+        sizes = np.array([params[j].size for j in idx], dtype=np.int64)
+        table = np.empty(count + 1 + (1 + len(slots)) * count, dtype=np.int64)
+        table[0] = 0
+        np.cumsum(sizes, out=table[1:count + 1])
+        table[count + 1:2 * count + 1] = [_pointer(dev, params[j]) for j in idx]
+        for s, bufs in enumerate(slots):
+            base = count + 1 + (1 + s) * count
+            table[base:base + count] = [_pointer(dev, bufs[j]) for j in idx]
+        chunks.append((idx, count, int(table[count]), dev.from_host(table)))
+    if cache is not None:
+        cache["key"] = key
+        cache["chunks"] = chunks
+    return chunks
+
+
+def optim(dev, op, params, grads, slots, hyper, cache=None):
+    dt = check(op, params, grads, slots, hyper)
+    if dt is None:
+        return
+    for b in [*params, *(x for s in slots for x in s)]:
+        if not b.flags.c_contiguous:
+            raise ValueError(f"optim {op}: parameter and slot buffers must be C-contiguous (they are "
+                             f"updated in place)")
+    sfx = _FLOAT_SUFFIX[dt]
+    f = dt.type
+    lr = f(hyper["lr"])
+    wd = hyper.get("weight_decay")
+    common = (lr, f(0 if wd is None else wd), np.int32(wd is not None))
+    if op == "sgd":
+        extra = (f(hyper["momentum"]), np.int32(hyper["momentum"] != 0), np.int32(bool(hyper["nesterov"])))
+    elif op == "adam":
+        extra = (f(hyper["alpha"]), f(hyper["one_minus_beta_1"]), f(hyper["one_minus_beta_2"]),
+                 f(hyper["epsilon"]), np.int32(bool(hyper.get("amsgrad"))))
+    elif op == "rmsprop":
+        extra = (f(hyper["rho"]), f(hyper["one_minus_rho"]), f(hyper["momentum"]), f(hyper["epsilon"]),
+                 np.int32(hyper["momentum"] > 0), np.int32(bool(hyper.get("centered"))))
+    else:  # adagrad
+        extra = (f(hyper["epsilon"]),)
+    kernel = f"optim_{op}_{sfx}"
+    keep = []
+    for idx, count, total, table in _tables(dev, params, slots, cache):
+        rec = np.zeros((), dtype=_GRADS)
+        ptrs = rec["ptr"]
+        for n, j in enumerate(idx):
+            g = grads[j]
+            if not g.flags.c_contiguous:  # a strided view: a contiguous copy (one launch)
+                g = dev.cast("cast", g, g.dtype)
+                keep.append(g)  # alive until the launch below is queued
+            ptrs[n] = _pointer(dev, g)
+        dev.launch(kernel, total, (table, rec[()], np.int32(count), L.i64(total)) + common + extra)

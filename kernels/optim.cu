@@ -1,0 +1,223 @@
+// Fused optimizer updates: the optim family (sgd, adam, rmsprop, adagrad).
+//
+// One launch updates every parameter tensor of an optimizer step (of one dtype),
+// in place: the parameters and their slot variables (momentum, velocity, ...).
+// The launch code is gpuad/devices/cuda/optim.py; the update rules are Keras 3's
+// and the arithmetic is that of gpuad/devices/cpu.py (the `optim` method), one
+// rounding per operation, in the same order:
+//
+//   weight decay (use_wd)  w = w - (w * wd) * lr                 (before the rule)
+//   sgd                    w = w - g * lr                        (no momentum)
+//                          m = m * mu - g * lr;  w = w + m       (momentum)
+//                          m = m * mu - g * lr;  w = w + (m * mu - g * lr)   (nesterov)
+//   adam                   m = m + (g - m) * omb1;  v = v + (g * g - v) * omb2
+//                          amsgrad: vh = max(vh, v), then vh in place of v
+//                          w = w - (m * alpha) / (sqrt(v) + eps)
+//   rmsprop                v = rho * v + omr * (g * g)
+//                          centered: a = rho * a + omr * g;  d = (v - a * a) + eps
+//                          else d = v + eps
+//                          inc = (lr * g) / sqrt(d)
+//                          momentum: m = mu * m + inc;  w = w - m   else  w = w - inc
+//   adagrad                acc = acc + g * g;  w = w - (lr * g) / sqrt(acc + eps)
+//
+// Products go through mul_rn so nvcc never contracts them into an FMA with a
+// neighbouring add (NumPy and TensorFlow round every operation); `/` and sqrt
+// are IEEE-exact under nvcc's defaults (no fast math).
+//
+// Tensors. A launch covers `count` tensors (at most GPUAD_OPTIM_MAX_TENSORS) with
+// `total` elements in all, through:
+//
+//   table  a device buffer of int64, cached by the launch code per optimizer and
+//          rebuilt only when a variable's buffer changes:
+//            table[0 .. count]                      element offsets (prefix sums
+//                                                   of the sizes; no empty tensor)
+//            table[count + 1 + j]                   parameter j's pointer
+//            table[count + 1 + (1 + s) * count + j] slot s of parameter j
+//   grads  the gradient pointers, by value (a kernel argument, so a new set of
+//          gradients every step costs no host-to-device copy of its own)
+//
+// Each element is one work item of a grid-stride loop over [0, total); a thread
+// finds its tensor by binary search over the offsets, starting from the tensor
+// of its previous element (the loop index only grows).
+#include "common.cuh"
+
+#define GPUAD_OPTIM_MAX_TENSORS 256
+
+// The gradient pointers of one launch, passed by value (2 KiB: well inside
+// CUDA's 4 KiB of kernel parameters).
+struct OptimGrads {
+    const void* ptr[GPUAD_OPTIM_MAX_TENSORS];
+};
+
+namespace gpuad_optim {
+
+__device__ __forceinline__ float mul_rn(float a, float b) {
+#if defined(__CUDACC__)
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+#if defined(__CUDACC__)
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
+// NumPy's maximum: NaN if either operand is NaN.
+template <class T>
+__device__ __forceinline__ T nan_max(T a, T b) { return (a != a || a > b) ? a : b; }
+
+// The tensor of element i: the largest j in [j0, count) with offsets[j] <= i.
+__device__ __forceinline__ int find_tensor(const int64_t* __restrict__ offsets, int count, int j0, int64_t i) {
+    int lo = j0, hi = count;  // offsets[lo] <= i < offsets[hi]
+    while (hi - lo > 1) {
+        const int mid = lo + (hi - lo) / 2;
+        if (offsets[mid] <= i) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+template <class T>
+__device__ __forceinline__ T* table_ptr(const int64_t* __restrict__ table, int64_t index) {
+    return reinterpret_cast<T*>(static_cast<uintptr_t>(table[index]));
+}
+
+// Runs `rule(w, g, j, k)` for every element k of every tensor j, where w points
+// at the parameter element and g is the gradient value.
+template <class T, class Rule>
+__device__ __forceinline__ void for_each_element(const int64_t* __restrict__ table, const OptimGrads& grads,
+                                                 int count, int64_t total, T lr, T wd, int use_wd,
+                                                 Rule rule) {
+    int j = 0;
+    GPUAD_GRID_STRIDE(i, total) {
+        j = find_tensor(table, count, j, i);
+        const int64_t k = i - table[j];
+        T* w = table_ptr<T>(table, count + 1 + j) + k;
+        const T g = static_cast<const T*>(grads.ptr[j])[k];
+        if (use_wd) {
+            *w = *w - mul_rn(mul_rn(*w, wd), lr);
+        }
+        rule(w, g, j, k);
+    }
+}
+
+template <class T>
+__device__ __forceinline__ T* slot(const int64_t* __restrict__ table, int count, int s, int j, int64_t k) {
+    return table_ptr<T>(table, count + 1 + (int64_t)(1 + s) * count + j) + k;
+}
+
+template <class T>
+__device__ void sgd(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
+                    T lr, T wd, int use_wd, T momentum, int has_momentum, int nesterov) {
+    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
+        if (has_momentum) {
+            T* m = slot<T>(table, count, 0, j, k);
+            const T mv = mul_rn(*m, momentum) - mul_rn(g, lr);
+            *m = mv;
+            if (nesterov) {
+                *w = *w + (mul_rn(mv, momentum) - mul_rn(g, lr));
+            } else {
+                *w = *w + mv;
+            }
+        } else {
+            *w = *w - mul_rn(g, lr);
+        }
+    });
+}
+
+template <class T>
+__device__ void adam(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
+                     T lr, T wd, int use_wd, T alpha, T one_minus_beta_1, T one_minus_beta_2, T epsilon,
+                     int amsgrad) {
+    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
+        T* m = slot<T>(table, count, 0, j, k);
+        T* v = slot<T>(table, count, 1, j, k);
+        const T mv = *m + mul_rn(g - *m, one_minus_beta_1);
+        T vv = *v + mul_rn(mul_rn(g, g) - *v, one_minus_beta_2);
+        *m = mv;
+        *v = vv;
+        if (amsgrad) {
+            T* vh = slot<T>(table, count, 2, j, k);
+            vv = nan_max(*vh, vv);
+            *vh = vv;
+        }
+        *w = *w - mul_rn(mv, alpha) / (m_sqrt(vv) + epsilon);
+    });
+}
+
+template <class T>
+__device__ void rmsprop(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
+                        T lr, T wd, int use_wd, T rho, T one_minus_rho, T momentum, T epsilon,
+                        int has_momentum, int centered) {
+    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
+        T* v = slot<T>(table, count, 0, j, k);
+        const T vv = mul_rn(rho, *v) + mul_rn(one_minus_rho, mul_rn(g, g));
+        *v = vv;
+        T denominator;
+        if (centered) {
+            T* a = slot<T>(table, count, has_momentum ? 2 : 1, j, k);
+            const T av = mul_rn(rho, *a) + mul_rn(one_minus_rho, g);
+            *a = av;
+            denominator = (vv - mul_rn(av, av)) + epsilon;
+        } else {
+            denominator = vv + epsilon;
+        }
+        const T increment = mul_rn(lr, g) / m_sqrt(denominator);
+        if (has_momentum) {
+            T* m = slot<T>(table, count, 1, j, k);
+            const T mv = mul_rn(momentum, *m) + increment;
+            *m = mv;
+            *w = *w - mv;
+        } else {
+            *w = *w - increment;
+        }
+    });
+}
+
+template <class T>
+__device__ void adagrad(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
+                        T lr, T wd, int use_wd, T epsilon) {
+    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
+        T* acc = slot<T>(table, count, 0, j, k);
+        const T av = *acc + mul_rn(g, g);
+        *acc = av;
+        *w = *w - mul_rn(lr, g) / m_sqrt(av + epsilon);
+    });
+}
+
+}  // namespace gpuad_optim
+
+#define GPUAD_OPTIM_KERNELS(T, SFX)                                                               \
+    extern "C" __global__ void optim_sgd_##SFX(const int64_t* __restrict__ table, OptimGrads grads,  \
+                                               int count, int64_t total, T lr, T wd, int use_wd,  \
+                                               T momentum, int has_momentum, int nesterov) {      \
+        gpuad_optim::sgd<T>(table, grads, count, total, lr, wd, use_wd, momentum, has_momentum,   \
+                            nesterov);                                                            \
+    }                                                                                             \
+    extern "C" __global__ void optim_adam_##SFX(const int64_t* __restrict__ table, OptimGrads grads, \
+                                                int count, int64_t total, T lr, T wd, int use_wd, \
+                                                T alpha, T one_minus_beta_1, T one_minus_beta_2,  \
+                                                T epsilon, int amsgrad) {                         \
+        gpuad_optim::adam<T>(table, grads, count, total, lr, wd, use_wd, alpha, one_minus_beta_1, \
+                             one_minus_beta_2, epsilon, amsgrad);                                 \
+    }                                                                                             \
+    extern "C" __global__ void optim_rmsprop_##SFX(const int64_t* __restrict__ table,              \
+                                                   OptimGrads grads, int count, int64_t total,     \
+                                                   T lr, T wd, int use_wd, T rho,                  \
+                                                   T one_minus_rho, T momentum, T epsilon,         \
+                                                   int has_momentum, int centered) {               \
+        gpuad_optim::rmsprop<T>(table, grads, count, total, lr, wd, use_wd, rho, one_minus_rho,    \
+                                momentum, epsilon, has_momentum, centered);                        \
+    }                                                                                             \
+    extern "C" __global__ void optim_adagrad_##SFX(const int64_t* __restrict__ table,              \
+                                                   OptimGrads grads, int count, int64_t total,     \
+                                                   T lr, T wd, int use_wd, T epsilon) {            \
+        gpuad_optim::adagrad<T>(table, grads, count, total, lr, wd, use_wd, epsilon);              \
+    }
+
+GPUAD_OPTIM_KERNELS(float, f32)
+GPUAD_OPTIM_KERNELS(double, f64)
