@@ -52,3 +52,22 @@ __device__ __forceinline__ int64_t offset_of(int64_t linear, const Layout& out, 
 #define GPUAD_GRID_STRIDE(i, n)                                                     \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);      \
          i += (int64_t)blockDim.x * gridDim.x)
+
+namespace gpuad {
+// A product that is never fused into an FMA with a neighbouring add: NumPy rounds
+// every operation, and nvcc contracts a*b+c by default.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+#if defined(__CUDACC__)
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+#if defined(__CUDACC__)
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+}  // namespace gpuad

@@ -77,22 +77,7 @@ __device__ __forceinline__ double m_fmod(double a, double b) { return fmod(a, b)
 __device__ __forceinline__ float m_copysign(float a, float b) { return copysignf(a, b); }
 __device__ __forceinline__ double m_copysign(double a, double b) { return copysign(a, b); }
 
-// A product that is never fused into an FMA with a neighbouring add (NumPy rounds
-// every operation; nvcc contracts a*b+c by default).
-__device__ __forceinline__ float mul_rn(float a, float b) {
-#if defined(__CUDACC__)
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-#if defined(__CUDACC__)
-    return __dmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
+using gpuad::mul_rn;  // (kernels/common.cuh)
 
 // Wrapping integer arithmetic (NumPy's), without signed-overflow UB.
 template <class T>

@@ -51,20 +51,7 @@ struct OptimGrads {
 
 namespace gpuad_optim {
 
-__device__ __forceinline__ float mul_rn(float a, float b) {
-#if defined(__CUDACC__)
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-#if defined(__CUDACC__)
-    return __dmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
+using gpuad::mul_rn;  // (kernels/common.cuh)
 __device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
 // NumPy's maximum: NaN if either operand is NaN.
