@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m gpuad demo
+	$(PY) -m gpuad train
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

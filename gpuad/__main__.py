@@ -1,5 +1,6 @@
 """``python -m gpuad``: the command line.
 
+    python -m gpuad train    train an MLP on the bundled 8x8 digits (plot, checkpoint, metrics)
     python -m gpuad demo     fit a quadratic by gradient descent, printing progress
     python -m gpuad info     the devices gpuad can use
 """
@@ -35,6 +36,19 @@ def _demo(args) -> int:
     return 0
 
 
+#: ``--task`` name -> "module:function"; the function takes the parsed arguments
+#: and returns the exit status (see gpuad/train.py).
+TASKS = {
+    "digits": "gpuad.train:run_digits",
+}
+
+
+def _train(args) -> int:
+    import importlib
+    module, func = TASKS[args.task].split(":")
+    return getattr(importlib.import_module(module), func)(args)
+
+
 def _info(args) -> int:
     import gpuad as ad
     from gpuad.devices.telemetry import format_info
@@ -46,6 +60,29 @@ def _info(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpuad", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train", help="train a model: an MLP on the bundled 8x8 handwritten digits",
+        description="Train a classifier (--task digits: an MLP 64-128-64-10 with Adam on the "
+                    "8x8 UCI handwritten digits shipped with gpuad, a fixed-seed 1437/360 "
+                    "train/test split), showing a progress bar with loss and accuracy, then "
+                    "write metrics.json, curves.png (loss and accuracy per epoch) and "
+                    "checkpoint.safetensors (model and optimizer) to --out.")
+    train.add_argument("--task", choices=sorted(TASKS), default="digits",
+                       help="what to train (default: digits)")
+    train.add_argument("--device", default=None,
+                       help="cpu, emulated, cuda:N (default: the first usable GPU, else the CPU)")
+    train.add_argument("--epochs", type=int, default=None, help="passes over the training set "
+                       "(default: the task's, 20 for digits)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="examples per step (default: the task's, 32 for digits)")
+    train.add_argument("--lr", type=float, default=None,
+                       help="Adam learning rate (default: the task's, 0.003 for digits)")
+    train.add_argument("--out", default="out", help="output folder (default: out/)")
+    train.add_argument("--samples", type=int, default=None, metavar="N",
+                       help="train on the first N training examples only (a short run)")
+    train.add_argument("--seed", type=int, default=None,
+                       help="seed of the split, the initial weights and the shuffling (default: 0)")
+    train.set_defaults(run=_train)
     demo = sub.add_parser("demo", help="fit a quadratic by gradient descent")
     demo.add_argument("--steps", type=int, default=500)
     demo.add_argument("--lr", type=float, default=0.05)
