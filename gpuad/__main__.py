@@ -40,6 +40,7 @@ def _demo(args) -> int:
 #: and returns the exit status (see gpuad/train.py).
 TASKS = {
     "digits": "gpuad.train:run_digits",
+    "addition": "gpuad.tasks_addition:main",
 }
 
 
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpuad", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
-        "train", help="train a model: an MLP on the bundled 8x8 handwritten digits",
+        "train", help="train a model: an MLP on the bundled 8x8 handwritten digits, or "
+                      "(--task addition) a small causal transformer on digit addition",
         description="Train a classifier (--task digits: an MLP 64-128-64-10 with Adam on the "
                     "8x8 UCI handwritten digits shipped with gpuad, a fixed-seed 1437/360 "
                     "train/test split), showing a progress bar with loss and accuracy, then "
@@ -82,6 +84,10 @@ def main(argv=None) -> int:
                        help="train on the first N training examples only (a short run)")
     train.add_argument("--seed", type=int, default=None,
                        help="seed of the split, the initial weights and the shuffling (default: 0)")
+    train.add_argument("--steps", type=int, default=None,
+                       help="--task addition: training steps (default 1000)")
+    train.add_argument("--digits", type=int, default=None,
+                       help="--task addition: digits per operand (default 2)")
     train.set_defaults(run=_train)
     demo = sub.add_parser("demo", help="fit a quadratic by gradient descent")
     demo.add_argument("--steps", type=int, default=500)
