@@ -206,31 +206,15 @@ def _rss_bytes():
         return None
 
 
-def test_training_loop_memory_is_flat(device):
+def _assert_memory_flat(step, steps=2000):
+    """Run ``step`` ``steps`` times; host memory after step 200 and at the end
+    must agree (traced Python allocations and the process's RSS)."""
     import tracemalloc
-
-    rng = np.random.default_rng(0)
-    w1 = ad.Variable((rng.standard_normal((64, 64)) * 0.1).astype(np.float32), name="w1")
-    b1 = ad.Variable(np.zeros(64, np.float32), name="b1")
-    w2 = ad.Variable((rng.standard_normal((64, 64)) * 0.1).astype(np.float32), name="w2")
-    x = ad.constant(rng.standard_normal((64, 64)).astype(np.float32))
-    target = ad.constant(rng.standard_normal((64, 64)).astype(np.float32))
-    params = [w1, b1, w2]
-
-    def step():
-        with ad.GradientTape() as tape:
-            h = ad.tanh(ad.matmul(x, w1) + b1)
-            y = ad.nn.relu(ad.matmul(h, w2))
-            loss = ad.reduce_mean(ad.square(y - target))
-        grads = tape.gradient(loss, params)
-        for g, v in zip(grads, params):
-            v.assign_sub(g * 0.01)
-        return loss
 
     tracemalloc.start()
     try:
         losses = []
-        for i in range(2000):
+        for i in range(steps):
             loss = step()
             if i == 0:
                 losses.append(float(loss))
@@ -249,3 +233,45 @@ def test_training_loop_memory_is_flat(device):
     if rss_200 is not None:
         rss_grew = rss_2000 - rss_200
         assert rss_grew < 8 * 1024 * 1024, f"RSS grew by {rss_grew / 2**20:.1f} MiB over 1800 steps"
+
+
+def test_training_loop_memory_is_flat(device):
+    rng = np.random.default_rng(0)
+    w1 = ad.Variable((rng.standard_normal((64, 64)) * 0.1).astype(np.float32), name="w1")
+    b1 = ad.Variable(np.zeros(64, np.float32), name="b1")
+    w2 = ad.Variable((rng.standard_normal((64, 64)) * 0.1).astype(np.float32), name="w2")
+    x = ad.constant(rng.standard_normal((64, 64)).astype(np.float32))
+    target = ad.constant(rng.standard_normal((64, 64)).astype(np.float32))
+    params = [w1, b1, w2]
+
+    def step():
+        with ad.GradientTape() as tape:
+            h = ad.tanh(ad.matmul(x, w1) + b1)
+            y = ad.nn.relu(ad.matmul(h, w2))
+            loss = ad.reduce_mean(ad.square(y - target))
+        grads = tape.gradient(loss, params)
+        for g, v in zip(grads, params):
+            v.assign_sub(g * 0.01)
+        return loss
+
+    _assert_memory_flat(step)
+
+
+
+def test_training_with_modules_and_adam_memory_is_flat(device):
+    # issue 5: 2000 training steps (layers, Adam's fused update) without growth
+    ad.random.set_seed(0)
+    model = ad.nn.Sequential([ad.nn.Dense(32, 64, activation=ad.nn.relu), ad.nn.Dense(64, 10)])
+    opt = ad.optimizers.Adam(1e-3)
+    x = ad.random.normal((32, 32))
+    labels = ad.constant(np.arange(32) % 10)
+
+    def step():
+        with ad.GradientTape() as tape:
+            logits = model(x)
+            loss = ad.reduce_mean(ad.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        variables = model.trainable_variables
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    _assert_memory_flat(step)

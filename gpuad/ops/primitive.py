@@ -137,15 +137,17 @@ def adopt(value, like: Tensor) -> Tensor:
     cls = type(value)
     if cls is float or cls is int:
         # Buffers are immutable, so one 0-d buffer per (value, dtype, device) can
-        # back every use of a constant like the 2.0 in `x * 2.0`. Zero is not
-        # cached: 0.0 == -0.0 as dict keys, but their signs differ.
+        # back every use of a constant like the 2.0 in `x * 2.0` (the cache is
+        # bounded). Not cached: zero (0.0 == -0.0 as keys, but their signs
+        # differ) and NaN (as a key it never equals itself).
+        cacheable = value and value == value
         key = (cls, value, like._data.dtype, dev)
-        data = _scalar_buffers.get(key) if value else None
+        data = _scalar_buffers.get(key) if cacheable else None
         if data is None:
             # a fill kernel, not a host copy: a Python constant is no transfer
             arr = _host_array(value, like.dtype)
             data = dev.fill("fill", (), arr.item(), arr.dtype)
-            if value and len(_scalar_buffers) < 4096:
+            if cacheable and len(_scalar_buffers) < 4096:
                 _scalar_buffers[key] = data
         return Tensor(data, dev)
     if isinstance(value, (np.ndarray, np.generic)):
