@@ -200,14 +200,20 @@ def unary(dev, op, x):
     supported, to_bool = spec
     s = _sfx("unary", op, x.dtype, supported)
     rdt = _BOOL if to_bool else x.dtype
-    out = dev.empty(x.shape, rdt)
+    return _launch1(dev, f"unary_{op}_{s}", x, rdt)
+
+
+def _launch1(dev, base, x, dtype):
+    """One launch of a one-operand kernel (``<base>_contig`` or ``<base>_strided``)
+    into a new contiguous buffer of ``dtype``."""
+    out = dev.empty(x.shape, dtype)
     n = out.size
     if n:
         if x.flags.c_contiguous:
-            dev.launch(f"unary_{op}_{s}_contig", _work(n, x.dtype, rdt), (out, x, L.i64(n)))
+            dev.launch(f"{base}_contig", _work(n, x.dtype, dtype), (out, x, L.i64(n)))
         else:
             (lx,) = _layouts_of(x.shape, x)
-            dev.launch(f"unary_{op}_{s}_strided", n, (out, x, lx, L.i64(n)))
+            dev.launch(f"{base}_strided", n, (out, x, lx, L.i64(n)))
     return out
 
 
@@ -313,15 +319,7 @@ def cast(dev, op, x, dtype):
     dtype = np.dtype(dtype)
     fs = _sfx("cast", "from", x.dtype, _ALL)
     ts = _sfx("cast", "to", dtype, _ALL)
-    out = dev.empty(x.shape, dtype)
-    n = out.size
-    if n:
-        if x.flags.c_contiguous:
-            dev.launch(f"cast_{fs}_{ts}_contig", _work(n, x.dtype, dtype), (out, x, L.i64(n)))
-        else:
-            (lx,) = _layouts_of(x.shape, x)
-            dev.launch(f"cast_{fs}_{ts}_strided", n, (out, x, lx, L.i64(n)))
-    return out
+    return _launch1(dev, f"cast_{fs}_{ts}", x, dtype)
 
 
 def fill(dev, op, shape, value, dtype):
