@@ -6,9 +6,12 @@
   (``layers.0.kernel``, see ``Module.named_variables``);
 * a dict of name -> Variable / Tensor / Module / dict / list: nested keys
   joined with ``.`` (``{"model": m, "optimizer": opt}`` -> ``model.layers.0.kernel``,
-  ``optimizer.<variable name>``);
-* any other object with a ``variables`` list (an optimizer): keyed by each
-  variable's ``name`` (without TensorFlow's ``:0``), which must be unique.
+  ``optimizer.momentum.0``);
+* an object with ``named_variables()`` (a gpuad optimizer: ``iteration``,
+  ``learning_rate``, ``<slot kind>.<i>`` by the position of the variable the
+  slot belongs to, so the keys survive rebuilding the model);
+* any other object with a ``variables`` list: keyed by each variable's
+  ``name`` (without TensorFlow's ``:0``), which must be unique.
 
 The file is written atomically: a temporary file in the same directory is
 written, flushed and fsynced, then renamed over ``path`` with ``os.replace``;
@@ -97,6 +100,14 @@ def _flatten(obj, prefix: str, out: dict, what: str, seen: set) -> None:
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _flatten(v, join(i), out, what, seen)
+    elif callable(getattr(obj, "named_variables", None)):  # an optimizer: keys by role and position
+        for key, var in obj.named_variables():
+            if not isinstance(var, Variable):
+                raise TypeError(f"gpuad.{what}: {type(obj).__name__}.named_variables() holds "
+                                f"{type(var).__name__}, not gpuad.Variable.")
+            if id(var) not in seen:
+                seen.add(id(var))
+                _put(out, join(key), var, what)
     elif hasattr(obj, "variables"):
         variables = obj.variables
         if callable(variables):

@@ -148,6 +148,7 @@ class Optimizer:
         self._trainable_variables: list = []
         self._index: dict[int, int] = {}      # variable._id -> index in _trainable_variables
         self._slots: list[list] = []           # slot kind -> one Variable per trainable variable
+        self._slot_kinds: list[str] = []       # the kind's name, parallel to _slots
         self._owned: dict[int, list] = {}      # Variable._id -> [weak buffer, refcounts...]
         self._caches: dict = {}                # (device name, dtype) -> the device's table cache
 
@@ -220,6 +221,27 @@ class Optimizer:
         the optimizer was built with). Assign saved values back to restore."""
         return list(self._variables)
 
+    def named_variables(self) -> list:
+        """``(key, Variable)`` pairs of the state, the keys checkpoints use:
+        ``iteration``, ``learning_rate`` (when it is a Variable) and
+        ``<slot kind>.<i>`` for the slot of the i-th variable the optimizer was
+        built with. The keys follow positions, not variable names, so a model
+        rebuilt in the same process (whose layers get new default names) still
+        matches a saved optimizer.
+
+        >>> import gpuad as ad
+        >>> opt = ad.optimizers.SGD(0.1, momentum=0.9)
+        >>> opt.build([ad.Variable([1.0, 2.0]), ad.Variable(3.0)])
+        >>> [key for key, _ in opt.named_variables()]
+        ['iteration', 'learning_rate', 'momentum.0', 'momentum.1']
+        """
+        pairs = [("iteration", self._iterations)]
+        if self._lr_var is not None:
+            pairs.append(("learning_rate", self._lr_var))
+        for kind, slots in zip(self._slot_kinds, self._slots):
+            pairs.extend((f"{kind}.{i}", slot) for i, slot in enumerate(slots))
+        return pairs
+
     # -- building ------------------------------------------------------------------
     def build(self, var_list):
         """Create the slot variables for ``var_list`` (done by the first
@@ -238,9 +260,10 @@ class Optimizer:
             seen[base] = n + 1
             bases.append(base if n == 0 else f"{base}_{n}")
         from .ops.creation import _filled
-        self._slots = []
+        self._slots, self._slot_kinds = [], []
         for group in self._slot_names():
             kinds = [[] for _ in group]
+            self._slot_kinds.extend(kind for kind, _ in group)
             for v, base in zip(var_list, bases):  # interleaved within a group, as Keras 3
                 for (kind, init), kind_vars in zip(group, kinds):
                     value = _filled(v.shape, init, v.dtype, v._value._device)
