@@ -3,6 +3,7 @@
     python -m gpuad train    train an MLP on the bundled 8x8 digits (plot, checkpoint, metrics)
     python -m gpuad demo     fit a quadratic by gradient descent, printing progress
     python -m gpuad info     the devices gpuad can use
+    python -m gpuad bench    gpuad's workloads beside PyTorch, JAX, TensorFlow and autograd
 """
 from __future__ import annotations
 
@@ -100,6 +101,14 @@ def main(argv=None) -> int:
                                       "power and driver.")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(run=_info)
+    from . import bench
+    bench_parser = sub.add_parser(
+        "bench", help="time gpuad's workloads beside every installed peer (PyTorch, JAX, "
+                      "TensorFlow, autograd); writes JSON, Markdown, PNG and a log",
+        description=bench.__doc__.split("\n\n")[0] + " Every result is checked against a float64 "
+                    "NumPy reference before it is timed.")
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(run=bench.run)
     args = parser.parse_args(argv)
     return args.run(args)
 

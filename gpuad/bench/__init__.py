@@ -1,0 +1,170 @@
+"""``python -m gpuad bench``: gpuad's workloads side by side with PyTorch, JAX
+(op by op and ``jax.jit``), TensorFlow (eager and ``tf.function``) and HIPS
+autograd, on the CPU or a GPU, in one run.
+
+Each workload (:mod:`.workloads`) is written once against a small adapter
+contract (:mod:`.libraries.base`), so every library runs the same computation.
+Every library's result is checked against a float64 NumPy reference before it
+is timed; one that disagrees is reported as ``WRONG`` and not timed. The run
+writes ``<out>/<device>-<date>.json`` (every repeat, the checks, the
+environment), ``.md`` (the tables, with the ratios gpuad/peer), ``.png`` (a bar
+chart of the ratios) and ``.log`` (what it printed).
+
+    python -m gpuad bench                       # every workload, every installed peer
+    python -m gpuad bench --quick               # small sizes and few repeats (a smoke run)
+    python -m gpuad bench --device cuda --out /results
+    python -m gpuad bench --libs gpuad,torch --workloads mlp128,transformer
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import libraries
+from .workloads import NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda", "emulated"), default=None,
+                        help="where every library runs (default: cuda when gpuad can use a GPU, "
+                             "else cpu; emulated runs gpuad's CUDA kernels on the host, gpuad only, "
+                             "its figures mean nothing)")
+    parser.add_argument("--libs", default=",".join(libraries.ADAPTERS),
+                        help="comma-separated libraries (default: all; a missing one is reported "
+                             f"as not installed): {', '.join(libraries.ADAPTERS)}")
+    parser.add_argument("--workloads", default=",".join(NAMES),
+                        help=f"comma-separated workloads (default: all): {', '.join(NAMES)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, 3 short repeats: a smoke run of a minute or two, "
+                             "not figures to quote")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; --quick 3)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default 2; --quick 1)")
+    parser.add_argument("--target-seconds", type=float, default=None,
+                        help="about how long one repeat runs (default 0.25; --quick 0.02)")
+    parser.add_argument("--out", default="bench-results",
+                        help="folder for the .json, .md, .png and .log (default: bench-results/)")
+
+
+def _default_device() -> str:
+    import gpuad
+    return "cuda" if any(d.startswith("cuda") for d in gpuad.devices.available()) else "cpu"
+
+
+def _stem(out: Path, slug: str, date: str) -> Path:
+    stem, k = out / f"{slug}-{date}", 2
+    while any(stem.with_name(stem.name + ext).exists() for ext in (".json", ".md", ".png", ".log")):
+        stem, k = out / f"{slug}-{date}-{k}", k + 1
+    return stem
+
+
+def run(args) -> int:
+    from . import report as reports
+    from .environment import device_slug, environment, now
+    from .runner import Settings, ratios, run_workload
+    from .workloads import all_workloads
+
+    wanted_libs = [n.strip() for n in args.libs.split(",") if n.strip()]
+    wanted_work = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    bad = [n for n in wanted_libs if n not in libraries.ADAPTERS]
+    bad += [n for n in wanted_work if n not in NAMES]
+    if bad:
+        print(f"error: unknown library or workload {', '.join(bad)}; libraries: "
+              f"{', '.join(libraries.ADAPTERS)}; workloads: {', '.join(NAMES)}", file=sys.stderr)
+        return 2
+    for flag, value in (("--repeats", args.repeats), ("--warmup", args.warmup)):
+        if value is not None and value < (1 if flag == "--repeats" else 0):
+            print(f"error: {flag} must be {'positive' if flag == '--repeats' else '>= 0'}",
+                  file=sys.stderr)
+            return 2
+    quick = args.quick
+    settings = Settings(
+        repeats=args.repeats or (3 if quick else 7),
+        warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
+        target_seconds=args.target_seconds or (0.02 if quick else 0.25))
+    device = args.device or _default_device()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(device)
+    date = now()
+    stem = _stem(out, device_slug(env), date[:10])
+    log_file = open(stem.with_name(stem.name + ".log"), "w", encoding="utf-8")
+
+    def log(line=""):
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    try:
+        log(f"gpuad bench on {device} ({env['device'].get('name')}), {date}; command: "
+            f"python -m gpuad bench {' '.join(sys.argv[2:]) if sys.argv[1:2] == ['bench'] else ''}".rstrip())
+        loaded, lib_facts = {}, {}
+        for name in wanted_libs:
+            try:
+                lib = libraries.load(name, device)
+            except libraries.Unavailable as e:
+                lib_facts[name] = {"status": "unavailable", "reason": str(e)}
+                log(f"  {name:<14} not run: {e}")
+                continue
+            loaded[name] = lib
+            lib_facts[name] = {"status": "ok", "version": lib.version, "note": lib.note}
+            log(f"  {name:<14} {lib.version}: {lib.note}")
+        if "gpuad" not in loaded:
+            log("error: gpuad itself cannot run on this device; nothing to compare")
+            return 1
+
+        sampler = None
+        if device == "cuda":
+            try:
+                from .sampler import GpuSampler
+                sampler = GpuSampler(0)
+            except Exception as e:  # noqa: BLE001 -- telemetry is optional
+                log(f"  GPU telemetry unavailable: {type(e).__name__}: {e}")
+
+        workloads = all_workloads(quick, wanted_work)
+        report = {"gpuad_bench_format": 1, "date": date, "command": sys.argv, "environment": env,
+                  "settings": {"quick": quick, "device": device, "repeats": settings.repeats,
+                               "warmup": settings.warmup, "target_seconds": settings.target_seconds},
+                  "libraries": lib_facts, "workloads": {}}
+        try:
+            from tqdm import tqdm
+            total = sum(settings.repeats for w in workloads for lib in loaded.values()
+                        if lib.workloads is None or w.name in lib.workloads)
+            progress = tqdm(total=total, desc="bench", unit="repeat", disable=None, leave=False)
+        except ImportError:
+            progress = None
+        try:
+            for w in workloads:
+                if progress is not None:
+                    progress.set_description(w.name)
+                entries = run_workload(w, loaded, settings, sampler, progress)
+                report["workloads"][w.name] = {"title": w.title, "unit": w.unit, "results": entries,
+                                               "ratios": ratios(entries)}
+                summary = ", ".join(f"{n} {reports.cell(e)}" for n, e in entries.items())
+                log(f"{w.name}: {summary} ({w.unit})")
+        finally:
+            if progress is not None:
+                progress.close()
+            if sampler is not None:
+                sampler.stop()
+
+        paths = reports.write(report, stem)
+        log("")
+        log(reports.markdown(report))
+        log(f"wrote {paths['json']}, {paths['md']}, {paths['png']} and {stem.name}.log")
+        ours = [w["results"].get("gpuad", {}).get("status") for w in report["workloads"].values()]
+        return 0 if all(s == "ok" for s in ours) else 1
+    finally:
+        log_file.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpuad bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+__all__ = ["add_arguments", "main", "run"]
