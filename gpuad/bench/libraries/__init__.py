@@ -7,7 +7,8 @@ import importlib
 
 from .base import Library, OptSpec, Trainer, Unavailable, Updater
 
-#: name -> "module:class"; the order of the tables' columns.
+#: name -> "module:class" (a module of this package, or a dotted absolute path);
+#: the order of the tables' columns.
 ADAPTERS = {
     "gpuad": "gpuad_lib:Gpuad",
     "gpuad-unfused": "gpuad_lib:GpuadUnfused",
@@ -25,7 +26,7 @@ def load(name: str, device: str) -> Library:
     "emulated"); raises :class:`Unavailable` with the reason when it cannot run."""
     module, cls = ADAPTERS[name].split(":")
     try:
-        mod = importlib.import_module(f"{__name__}.{module}")
+        mod = importlib.import_module(module if "." in module else f"{__name__}.{module}")
     except ImportError as e:  # the peer's package is missing
         raise Unavailable(f"not installed ({e})") from None
     return getattr(mod, cls)(device)

@@ -1,0 +1,211 @@
+"""``python -m gpuad bench``: every library's results agree with the float64
+references, a library that disagrees is reported and not timed, and a quick
+run writes valid JSON, Markdown, PNG and a log. Nothing here asserts a time."""
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpuad as ad
+from gpuad import bench
+from gpuad.bench import libraries, report, runner
+from gpuad.bench.libraries.base import F_FUNCTIONS, NUMPY_F
+from gpuad.bench.workloads import NAMES, all_workloads
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _load(name, device="cpu"):
+    try:
+        return libraries.load(name, device)
+    except libraries.Unavailable as e:
+        pytest.skip(f"{name} cannot run here: {e}")
+
+
+@pytest.fixture(scope="module")
+def quick_workloads():
+    return all_workloads(quick=True)
+
+
+@pytest.mark.parametrize("name", list(libraries.ADAPTERS))
+def test_every_library_agrees_with_the_float64_references(name, quick_workloads):
+    lib = _load(name)
+    assert set(F_FUNCTIONS) <= set(vars(lib.F)), "the adapter's F lacks functions the models use"
+    for w in quick_workloads:
+        if lib.workloads is not None and w.name not in lib.workloads:
+            continue
+        program = w.program(lib)
+        result = runner.check(w, program.check())
+        assert result["passed"], f"{name} / {w.name}: {result}"
+        lib.sync(program.step())  # a step runs after the check
+
+
+def test_the_emulated_device_runs_the_same_workloads(quick_workloads):
+    lib = _load("gpuad", "emulated")
+    for w in quick_workloads:
+        if w.name in ("quadratic", "chain16m"):  # slow on the emulator, and no kernel they alone use
+            continue
+        assert runner.check(w, w.program(lib).check())["passed"], w.name
+
+
+@pytest.mark.parametrize("name", [n for n in libraries.ADAPTERS if not n.startswith("gpuad")])
+def test_peers_refuse_the_emulated_device_with_a_reason(name):
+    with pytest.raises(libraries.Unavailable) as e:
+        libraries.load(name, "emulated")
+    assert str(e.value)
+
+
+def test_the_check_rejects_a_result_off_by_more_than_the_tolerance(quick_workloads):
+    w = quick_workloads[0]
+    want = w.reference()
+    assert runner.check(w, want)["passed"]
+    assert runner.check(w, want * (1 + 3 * w.rtol) + w.atol)["passed"] is False
+    assert runner.check(w, np.full_like(want, np.nan))["passed"] is False
+    assert runner.check(w, want[:-1])["passed"] is False
+
+
+def test_the_references_are_independent_of_the_model_code():
+    # The references run the same model functions on NumPy float64: check that
+    # namespace against first principles where the math is short.
+    x = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(np.sum(np.exp(NUMPY_F.log_softmax(x))), 1.0)
+    from math import erf
+    np.testing.assert_allclose(NUMPY_F.gelu(np.array([1.0])), [0.5 * (1 + erf(1 / np.sqrt(2)))])
+    ln = NUMPY_F.layer_norm(x, 1.0, 0.0)
+    np.testing.assert_allclose([ln.mean(), ln.var()], [0.0, 1.0], atol=1e-5)
+
+
+def _run_in_process(monkeypatch, tmp_path, *args):
+    monkeypatch.setitem(libraries.ADAPTERS, "slightly-wrong", "tests.bench.fakes:SlightlyWrong")
+    monkeypatch.setitem(libraries.ADAPTERS, "exploding", "tests.bench.fakes:Exploding")
+    code = bench.main(["--quick", "--out", str(tmp_path), *args])
+    (path,) = tmp_path.glob("*.json")
+    return code, json.loads(path.read_text()), path
+
+
+def test_a_library_that_disagrees_is_reported_and_not_timed(monkeypatch, tmp_path):
+    code, rep, path = _run_in_process(monkeypatch, tmp_path, "--libs", "gpuad,slightly-wrong,exploding",
+                                      "--workloads", "overhead,hessian1m,digits")
+    assert code == 0  # gpuad itself is right; the peers' problems are reported
+    wrong = rep["workloads"]["overhead"]["results"]["slightly-wrong"]
+    assert wrong["status"] == "WRONG" and not wrong["check"]["passed"]
+    assert "median" not in wrong and "seconds" not in wrong
+    assert "slightly-wrong" not in rep["workloads"]["overhead"]["ratios"]
+    # second derivatives and training do not use grad_of_sum: timed as usual
+    assert rep["workloads"]["hessian1m"]["results"]["slightly-wrong"]["status"] == "ok"
+    broken = rep["workloads"]["hessian1m"]["results"]["exploding"]
+    assert broken["status"] == "error" and "simulated failure" in broken["error"]
+    md = path.with_suffix(".md").read_text()
+    assert "WRONG" in md and "simulated failure" in md
+
+
+def test_bad_arguments_are_refused(tmp_path, capsys):
+    assert bench.main(["--libs", "gpuad,nonesuch", "--out", str(tmp_path)]) == 2
+    assert "nonesuch" in capsys.readouterr().err
+    assert bench.main(["--workloads", "everything", "--out", str(tmp_path)]) == 2
+
+
+def test_quick_bench_end_to_end_in_a_subprocess(tmp_path):
+    """What CI runs: the command line, with every installed peer (PyTorch at least in CI)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-m", "gpuad", "bench", "--quick", "--device", "cpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = tmp_path.glob("cpu-*.json")
+    rep = json.loads(path.read_text())
+    assert rep["settings"]["quick"] and rep["settings"]["device"] == "cpu"
+    assert set(rep["workloads"]) == set(NAMES)
+    assert rep["environment"]["versions"]["numpy"] == np.__version__
+    ran = [n for n, lib in rep["libraries"].items() if lib["status"] == "ok"]
+    for n, lib in rep["libraries"].items():
+        assert lib["status"] == "ok" or lib["reason"], n
+    for key, w in rep["workloads"].items():
+        ours = w["results"]["gpuad"]
+        assert ours["status"] == "ok" and ours["check"]["passed"], key
+        assert ours["min"] <= ours["median"] <= ours["max"] and len(ours["seconds"]) == 3
+        for n in ran:
+            if n in w["results"] and n != "gpuad":
+                e = w["results"][n]
+                assert e["status"] in ("ok", "WRONG", "error"), (key, n)
+                if e["status"] == "ok":
+                    assert w["ratios"][n] == pytest.approx(ours["median"] / e["median"])
+    md = path.with_suffix(".md").read_text()
+    assert md.startswith("# gpuad bench:") and "| workload | unit | gpuad |" in md
+    for n in ran:
+        if n != "gpuad" and n != "gpuad-unfused":
+            assert f"gpuad/{n}" in md
+    png = path.with_suffix(".png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+    assert matplotlib.image.imread(str(path.with_suffix(".png"))).shape[2] in (3, 4)
+    assert "wrote" in path.with_suffix(".log").read_text()
+    if importlib_has("torch"):
+        assert rep["libraries"]["torch"]["status"] == "ok"
+        assert "torch" in rep["workloads"]["mlp128"]["ratios"]
+
+
+def importlib_has(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+def test_markdown_cells_say_why_there_is_no_figure():
+    assert report.cell(None) == "n/a"
+    assert report.cell({"status": "error", "error": "x"}) == "error"
+    assert report.cell({"status": "WRONG", "check": {"max_abs_error": 0.5}}).startswith("WRONG")
+    assert report.cell({"status": "ok", "figures": {"value": 1234.5}}) == "1,234"
+
+
+class _FakeNvml(types.ModuleType):
+    """Enough of pynvml for the sampler: 1 GiB in use, 50 % busy, 100 W, and an
+    energy counter that advances by 100 J per second."""
+
+    def __init__(self):
+        super().__init__("pynvml")
+        import time
+        self._t0 = time.perf_counter()
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(used=2**30)
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return types.SimpleNamespace(gpu=50)
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return 100_000  # milliwatts
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        import time
+        return int((time.perf_counter() - self._t0) * 100_000)  # millijoules
+
+
+def test_gpu_sampler_reports_memory_utilisation_and_energy(monkeypatch):
+    import time
+    from gpuad.bench.sampler import GpuSampler
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml())
+    s = GpuSampler(0, period=0.01)
+    s.begin(("w", "gpuad"))
+    time.sleep(0.2)
+    s.end(("w", "gpuad"), steps=10)
+    s.stop()
+    g = s.summary(("w", "gpuad"))
+    assert g["peak_memory_bytes"] == 2**30 and g["mean_utilization"] == 50
+    assert g["energy_source"] == "energy counter"
+    assert g["energy_per_step_j"] == pytest.approx(100 * 0.2 / 10, rel=0.25)
+    assert s.summary(("other", "gpuad"))["energy_per_step_j"] is None
