@@ -96,7 +96,7 @@ def use_this_checkout():
         sys.path.insert(0, str(ROOT))
 
 
-# -- the machine, shared with training.py ----------------------------------------------------
+# -- the machine ------------------------------------------------------------------------------
 
 def _run_text(cmd) -> str | None:
     try:

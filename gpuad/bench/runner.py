@@ -96,12 +96,16 @@ def run_workload(workload, libs: dict, settings: Settings, sampler=None, progres
             entry, lib = entries[name], libs[name]
             steps = entry["steps_per_repeat"]
             gc.collect()
+            count = getattr(lib, "transfers", None)
             try:
+                before = count() if count else None
                 if sampler is not None:
                     sampler.begin((workload.name, name))
                 seconds = _time(program, lib, steps)
                 if sampler is not None:
                     sampler.end((workload.name, name), steps)
+                if before is not None:  # gpuad: host <-> device copies inside the timed steps
+                    entry["transfers"] = entry.get("transfers", 0) + count() - before
             except Exception as e:  # noqa: BLE001
                 entry.update(status="error", error=_failure(e))
                 del programs[name]

@@ -150,8 +150,11 @@ def adopt(value, like: Tensor) -> Tensor:
             if cacheable and len(_scalar_buffers) < 4096:
                 _scalar_buffers[key] = data
         return Tensor(data, dev)
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, np.generic):  # a NumPy scalar: cast, then a fill kernel (no transfer)
         arr = np.asarray(value).astype(like._data.dtype)
+        return Tensor(dev.fill("fill", (), arr.item(), arr.dtype), dev)
+    if isinstance(value, np.ndarray):
+        arr = value.astype(like._data.dtype)
     else:
         arr = _host_array(value, like.dtype)
     return Tensor(dev.from_host(arr), dev)

@@ -16,6 +16,8 @@ backward give 0 where the upstream gradient is 0.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .primitive import Primitive, run, run2, unbroadcast, _FLOAT, _NUMERIC
@@ -50,7 +52,8 @@ TANH = P("tanh", "unary", "tanh", (lambda g, y, x: TANH_GRAD_FN(y, g),), _FLOAT)
 SIGMOID = P("sigmoid", "unary", "sigmoid", (lambda g, y, x: SIGMOID_GRAD_FN(y, g),), _FLOAT)
 RELU = P("relu", "unary", "relu", (lambda g, y, x: RELU_GRAD_FN(x, g),), _NUMERIC)
 SOFTPLUS = P("softplus", "unary", "softplus", (lambda g, y, x: g * M.sigmoid(x),), _FLOAT)
-ERF = P("erf", "unary", "erf", (lambda g, y, x: g * (2 / np.sqrt(np.pi)) * M.exp(-M.square(x)),), _FLOAT)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # a Python float: a cached constant buffer
+ERF = P("erf", "unary", "erf", (lambda g, y, x: g * _TWO_OVER_SQRT_PI * M.exp(-M.square(x)),), _FLOAT)
 FLOOR = P("floor", "unary", "floor", None, _FLOAT)
 ROUND = P("round", "unary", "round", None, _FLOAT)
 LOGICAL_NOT = P("logical_not", "unary", "logical_not", None, "b")
