@@ -428,7 +428,14 @@ class AdamStep(Workload):
         rng = np.random.default_rng(SEED + 11)
         shapes = [(width, width) if i % 2 == 0 else (width,) for i in range(100)]
         self.params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-        self.grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        # Gradients at least 0.5 in size: libraries place Adam's epsilon either
+        # before the bias correction (Keras) or after it (PyTorch), which changes
+        # an update by up to epsilon/sqrt(1-beta_2**t)/|g|; away from zero that
+        # is below 1e-5 of the update, far inside the check's tolerance.
+        self.grads = []
+        for s in shapes:
+            n = rng.standard_normal(s)
+            self.grads.append((np.sign(n) * (0.5 + np.abs(n))).astype(np.float32))
         self.opt = OptSpec("adam", 1e-3)
 
     def _compute_reference(self):
