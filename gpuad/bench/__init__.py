@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import libraries
@@ -139,11 +140,12 @@ def run(args) -> int:
             for w in workloads:
                 if progress is not None:
                     progress.set_description(w.name)
+                started = time.perf_counter()
                 entries = run_workload(w, loaded, settings, sampler, progress)
                 report["workloads"][w.name] = {"title": w.title, "unit": w.unit, "results": entries,
                                                "ratios": ratios(entries)}
                 summary = ", ".join(f"{n} {reports.cell(e)}" for n, e in entries.items())
-                log(f"{w.name}: {summary} ({w.unit})")
+                log(f"{w.name} ({w.unit}; {time.perf_counter() - started:.0f} s): {summary}")
         finally:
             if progress is not None:
                 progress.close()
