@@ -38,10 +38,52 @@ def _softplus(x):
     return (np.maximum(x, x.dtype.type(0)) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
 
 
+_ERF_SPLIT = 2.5
+_ERF_TERMS = {np.dtype(np.float32): (30, 15), np.dtype(np.float64): (60, 40)}
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _series_coefficients(terms):
+    c = [1.0]  # 2^n / (1*3*...*(2n+1))
+    for n in range(terms):
+        c.append(c[-1] * 2.0 / (2 * n + 3))
+    return c[::-1]  # highest power first, for Horner's rule
+
+
+_ERF_SERIES = {dtype: _series_coefficients(n) for dtype, (n, _) in _ERF_TERMS.items()}
+
+
 def _erf(x):
-    # NumPy has no erf; math.erf per element is exact and fine for the CPU path.
-    from math import erf
-    return np.vectorize(erf, otypes=[x.dtype])(x) if x.size else x.copy()
+    """erf in float64 NumPy operations (NumPy has none; math.erf per element
+    made GELU the largest cost of a CPU training step). For |x| < 2.5 the
+    series erf(x) = 2/sqrt(pi) exp(-x^2) sum_n 2^n x^(2n+1) / (1*3*...*(2n+1)),
+    whose terms are all positive (no cancellation), by Horner's rule in place;
+    above, erfc's continued fraction exp(-x^2) / sqrt(pi) / (x + (1/2)/(x +
+    1/(x + (3/2)/(x + ...)))). The term counts give a relative error below 1e-12
+    for float32 inputs (rounded to float32: the correctly rounded value) and
+    about 1e-15 for float64 (tests/devices/test_cpu_erf.py)."""
+    key = x.dtype if x.dtype in _ERF_TERMS else np.dtype(np.float64)
+    a = np.abs(x.astype(np.float64))
+    out = np.empty_like(a)
+    near = a < _ERF_SPLIT
+    s = a[near]
+    s2 = s * s
+    coefficients = _ERF_SERIES[key]
+    total = np.full_like(s2, coefficients[0])
+    for c in coefficients[1:]:
+        total *= s2
+        total += c
+    total *= s
+    total *= np.exp(-s2)
+    total *= _TWO_OVER_SQRT_PI
+    out[near] = total
+    far = a[~near]  # also inf (erf = 1) and NaN (stays NaN)
+    frac = far.copy()
+    for k in range(_ERF_TERMS[key][1], 0, -1):
+        frac = far + (0.5 * k) / frac
+    with np.errstate(invalid="ignore"):
+        out[~near] = 1.0 - np.exp(-far * far) / (math.sqrt(math.pi) * frac)
+    return np.copysign(out, x).astype(x.dtype, copy=False)
 
 
 _UNARY = {
