@@ -118,7 +118,7 @@ def plot(report: dict, path) -> None:
 
     names = peers(report)
     keys = list(report["workloads"])
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(keys) + 2), 4.8))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(keys) + 4), 4.8))
     width = 0.8 / max(1, len(names))
     for i, n in enumerate(names):
         xs = [k + (i - (len(names) - 1) / 2) * width for k in range(len(keys))]
@@ -133,7 +133,7 @@ def plot(report: dict, path) -> None:
     ax.set_title(f"gpuad bench, {dev.get('name') or dev['kind']}, {report['date'][:10]}"
                  + (" (--quick)" if report["settings"]["quick"] else ""))
     if names:
-        ax.legend(fontsize="small", ncol=2)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

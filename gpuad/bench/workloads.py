@@ -371,7 +371,7 @@ class Quadratic(Workload):
 
     def __init__(self, quick=False):
         super().__init__(quick)
-        self.steps = 200 if quick else 1000
+        self.steps = 50 if quick else 1000
         self.scale = 1e3 * 1000 / self.steps
         self.title = (f"quadratic fit: {self.steps} steps of gradient descent on "
                       f"a*x**2 + b*x + c, fresh tape per step")
