@@ -105,8 +105,11 @@ def main(argv=None) -> int:
     bench_parser = sub.add_parser(
         "bench", help="time gpuad's workloads beside every installed peer (PyTorch, JAX, "
                       "TensorFlow, autograd); writes JSON, Markdown, PNG and a log",
-        description=bench.__doc__.split("\n\n")[0] + " Every result is checked against a float64 "
-                    "NumPy reference before it is timed.")
+        description="Run gpuad's workloads beside PyTorch, JAX (op by op and jax.jit), "
+                    "TensorFlow (eager and tf.function) and HIPS autograd, whichever are "
+                    "installed, on the CPU or a GPU. Every result is checked against a float64 "
+                    "NumPy reference before it is timed; writes <out>/<device>-<date>.json, "
+                    ".md, .png and .log.")
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.run)
     args = parser.parse_args(argv)

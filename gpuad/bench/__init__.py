@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", default=",".join(NAMES),
                         help=f"comma-separated workloads (default: all): {', '.join(NAMES)}")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes, 3 short repeats: a smoke run of a minute or two, "
+                        help="small sizes, 3 short repeats: a smoke run (minutes), "
                              "not figures to quote")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; --quick 3)")
     parser.add_argument("--warmup", type=int, default=None,
@@ -60,7 +60,25 @@ def _stem(out: Path, slug: str, date: str) -> Path:
     return stem
 
 
+def _load_libraries(names, device, log):
+    """``(adapters that can run, {name: status, version, note or reason})``."""
+    loaded, facts = {}, {}
+    for name in names:
+        try:
+            lib = libraries.load(name, device)
+        except libraries.Unavailable as e:
+            facts[name] = {"status": "unavailable", "reason": str(e)}
+            log(f"  {name:<14} not run: {e}")
+            continue
+        loaded[name] = lib
+        facts[name] = {"status": "ok", "version": lib.version, "note": lib.note}
+        log(f"  {name:<14} {lib.version}: {lib.note}")
+    return loaded, facts
+
+
 def run(args) -> int:
+    """Run the bench for parsed ``args`` (see :func:`add_arguments`); returns the
+    exit status: 0, 1 when gpuad itself fails a check or errors, 2 for bad arguments."""
     from . import report as reports
     from .environment import device_slug, environment, now
     from .runner import Settings, ratios, run_workload
@@ -101,17 +119,7 @@ def run(args) -> int:
     try:
         log(f"gpuad bench on {device} ({env['device'].get('name')}), {date}; command: "
             f"python -m gpuad bench {' '.join(sys.argv[2:]) if sys.argv[1:2] == ['bench'] else ''}".rstrip())
-        loaded, lib_facts = {}, {}
-        for name in wanted_libs:
-            try:
-                lib = libraries.load(name, device)
-            except libraries.Unavailable as e:
-                lib_facts[name] = {"status": "unavailable", "reason": str(e)}
-                log(f"  {name:<14} not run: {e}")
-                continue
-            loaded[name] = lib
-            lib_facts[name] = {"status": "ok", "version": lib.version, "note": lib.note}
-            log(f"  {name:<14} {lib.version}: {lib.note}")
+        loaded, lib_facts = _load_libraries(wanted_libs, device, log)
         if "gpuad" not in loaded:
             log("error: gpuad itself cannot run on this device; nothing to compare")
             return 1
@@ -163,8 +171,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpuad bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m gpuad bench",
+                                     description="gpuad's workloads beside the installed peers.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
