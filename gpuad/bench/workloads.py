@@ -25,7 +25,7 @@ three updates against Keras 3's Adam in float64.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -54,9 +54,6 @@ class Workload:
     def __init__(self, quick: bool = False):
         self.quick = quick
         self._reference = None
-
-    def describe(self) -> str:
-        return self.title
 
     def reference(self) -> np.ndarray:
         if self._reference is None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gpuad as ad
 from gpuad import bench
 from gpuad.bench import libraries, report, runner
 from gpuad.bench.libraries.base import F_FUNCTIONS, NUMPY_F
