@@ -206,9 +206,20 @@ def _rss_bytes():
         return None
 
 
+def _device_pool_bytes():
+    """``(in use, held)`` bytes of CuPy's memory pool when the current device is
+    cuda (gpuad allocates from it), else None."""
+    if ad.devices.current().kind != "cuda":
+        return None
+    import cupy
+    pool = cupy.get_default_memory_pool()
+    return pool.used_bytes(), pool.total_bytes()
+
+
 def _assert_memory_flat(step, steps=2000):
     """Run ``step`` ``steps`` times; host memory after step 200 and at the end
-    must agree (traced Python allocations and the process's RSS)."""
+    must agree (traced Python allocations and the process's RSS), and on cuda
+    so must the bytes CuPy's pool has in use and holds."""
     import tracemalloc
 
     tracemalloc.start()
@@ -221,9 +232,11 @@ def _assert_memory_flat(step, steps=2000):
             if i == 199:
                 gc.collect()  # also empties CPython's free lists, which tracemalloc counts
                 traced_200, rss_200 = tracemalloc.get_traced_memory()[0], _rss_bytes()
+                pool_200 = _device_pool_bytes()
         losses.append(float(loss))
         gc.collect()
         traced_2000, rss_2000 = tracemalloc.get_traced_memory()[0], _rss_bytes()
+        pool_2000 = _device_pool_bytes()
     finally:
         tracemalloc.stop()
     assert losses[1] < losses[0], "the loop did not train: the test measures nothing"
@@ -233,6 +246,10 @@ def _assert_memory_flat(step, steps=2000):
     if rss_200 is not None:
         rss_grew = rss_2000 - rss_200
         assert rss_grew < 8 * 1024 * 1024, f"RSS grew by {rss_grew / 2**20:.1f} MiB over 1800 steps"
+    if pool_200 is not None:
+        used, held = (b - a for a, b in zip(pool_200, pool_2000))
+        assert used <= 64 * 1024 and held <= 1024 * 1024, \
+            f"CuPy's pool grew over 1800 steps: {used} bytes more in use, {held} more held"
 
 
 def test_training_loop_memory_is_flat(device):
