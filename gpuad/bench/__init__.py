@@ -117,11 +117,14 @@ def run(args) -> int:
         log_file.flush()
 
     try:
-        log(f"gpuad bench on {device} ({env['device'].get('name')}), {date}; command: "
+        log(f"gpuad bench on {device} ({env['device'].get('name') or 'no GPU found'}), {date}; command: "
             f"python -m gpuad bench {' '.join(sys.argv[2:]) if sys.argv[1:2] == ['bench'] else ''}".rstrip())
         loaded, lib_facts = _load_libraries(wanted_libs, device, log)
         if "gpuad" not in loaded:
-            log("error: gpuad itself cannot run on this device; nothing to compare")
+            log(f"error: gpuad itself cannot run on {device} here ({lib_facts['gpuad']['reason']}); "
+                f"nothing to compare. Use --device cpu"
+                + (", or on a machine with an NVIDIA GPU install CuPy: pip install 'gpuad[cuda13]'"
+                   if device == "cuda" else ""))
             return 1
 
         sampler = None

@@ -220,3 +220,13 @@ def test_gpuad_makes_no_host_transfers_inside_the_timed_steps(tmp_path):
     (path,) = tmp_path.glob("emulated-*.json")
     for key, w in json.loads(path.read_text())["workloads"].items():
         assert w["results"]["gpuad"]["transfers"] == 0, key
+
+
+def test_a_device_gpuad_cannot_use_is_a_clear_error(tmp_path, capsys):
+    import gpuad as ad
+    if any(d.startswith("cuda") for d in ad.devices.available()):
+        pytest.skip("this machine has a usable GPU")
+    assert bench.main(["--device", "cuda", "--libs", "gpuad", "--workloads", "overhead",
+                       "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "gpuad itself cannot run on cuda" in out and "--device cpu" in out
