@@ -83,25 +83,30 @@ def run(args) -> int:
     from .environment import device_slug, environment, now
     from .runner import Settings, ratios, run_workload
     from .workloads import all_workloads
+    from tqdm import tqdm
 
     wanted_libs = [n.strip() for n in args.libs.split(",") if n.strip()]
     wanted_work = [n.strip() for n in args.workloads.split(",") if n.strip()]
     bad = [n for n in wanted_libs if n not in libraries.ADAPTERS]
     bad += [n for n in wanted_work if n not in NAMES]
-    if bad:
-        print(f"error: unknown library or workload {', '.join(bad)}; libraries: "
-              f"{', '.join(libraries.ADAPTERS)}; workloads: {', '.join(NAMES)}", file=sys.stderr)
+    problems = [f"unknown library or workload {', '.join(bad)}; libraries: "
+                f"{', '.join(libraries.ADAPTERS)}; workloads: {', '.join(NAMES)}"] if bad else []
+    if "gpuad" not in wanted_libs:
+        problems.append("--libs must include gpuad: every figure is compared with gpuad's")
+    if args.repeats is not None and args.repeats < 1:
+        problems.append("--repeats must be at least 1")
+    if args.warmup is not None and args.warmup < 0:
+        problems.append("--warmup must be 0 or more")
+    if args.target_seconds is not None and not args.target_seconds > 0:
+        problems.append("--target-seconds must be positive")
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
-    for flag, value in (("--repeats", args.repeats), ("--warmup", args.warmup)):
-        if value is not None and value < (1 if flag == "--repeats" else 0):
-            print(f"error: {flag} must be {'positive' if flag == '--repeats' else '>= 0'}",
-                  file=sys.stderr)
-            return 2
     quick = args.quick
     settings = Settings(
-        repeats=args.repeats or (3 if quick else 7),
+        repeats=args.repeats if args.repeats is not None else (3 if quick else 7),
         warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
-        target_seconds=args.target_seconds or (0.02 if quick else 0.25))
+        target_seconds=args.target_seconds if args.target_seconds is not None else (0.02 if quick else 0.25))
     device = args.device or _default_device()
 
     out = Path(args.out)
@@ -140,17 +145,13 @@ def run(args) -> int:
                   "settings": {"quick": quick, "device": device, "repeats": settings.repeats,
                                "warmup": settings.warmup, "target_seconds": settings.target_seconds},
                   "libraries": lib_facts, "workloads": {}}
-        try:
-            from tqdm import tqdm
-            total = sum(settings.repeats for w in workloads for lib in loaded.values()
-                        if lib.workloads is None or w.name in lib.workloads)
-            progress = tqdm(total=total, desc="bench", unit="repeat", disable=None, leave=False)
-        except ImportError:
-            progress = None
+        total = sum(settings.repeats for w in workloads for lib in loaded.values()
+                    if lib.workloads is None or w.name in lib.workloads)
+        # a progress bar on a terminal only (disable=None), not in logs
+        progress = tqdm(total=total, desc="bench", unit="repeat", disable=None, leave=False)
         try:
             for w in workloads:
-                if progress is not None:
-                    progress.set_description(w.name)
+                progress.set_description(w.name)
                 started = time.perf_counter()
                 entries = run_workload(w, loaded, settings, sampler, progress)
                 report["workloads"][w.name] = {"title": w.title, "unit": w.unit, "results": entries,
@@ -158,8 +159,7 @@ def run(args) -> int:
                 summary = ", ".join(f"{n} {reports.cell(e)}" for n, e in entries.items())
                 log(f"{w.name} ({w.unit}; {time.perf_counter() - started:.0f} s): {summary}")
         finally:
-            if progress is not None:
-                progress.close()
+            progress.close()
             if sampler is not None:
                 sampler.stop()
 

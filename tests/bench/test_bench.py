@@ -108,6 +108,12 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
     assert bench.main(["--libs", "gpuad,nonesuch", "--out", str(tmp_path)]) == 2
     assert "nonesuch" in capsys.readouterr().err
     assert bench.main(["--workloads", "everything", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--libs", "torch", "--out", str(tmp_path)]) == 2
+    assert "must include gpuad" in capsys.readouterr().err
+    for flag, value in (("--repeats", "0"), ("--warmup", "-1"), ("--target-seconds", "0")):
+        assert bench.main([flag, value, "--out", str(tmp_path)]) == 2
+        assert flag in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "a refused run writes nothing"
 
 
 def test_quick_bench_end_to_end_in_a_subprocess(tmp_path):
