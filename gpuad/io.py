@@ -80,18 +80,12 @@ def _strip_tf_suffix(name: str) -> str:
 
 
 def _flatten(obj, prefix: str, out: dict, what: str, seen: set) -> None:
-    from .module import Module
     join = (lambda k: f"{prefix}.{k}") if prefix else str
     if isinstance(obj, (Variable, Tensor, np.ndarray, np.generic)):
         if not prefix:
             raise TypeError(f"gpuad.{what}: a single tensor needs a name; pass "
                             f"{{'name': tensor}} instead.")
         _put(out, prefix, obj, what)
-    elif isinstance(obj, Module):
-        for path, var in obj.named_variables():
-            if id(var) not in seen:
-                seen.add(id(var))
-                _put(out, join(path), var, what)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
@@ -100,36 +94,40 @@ def _flatten(obj, prefix: str, out: dict, what: str, seen: set) -> None:
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _flatten(v, join(i), out, what, seen)
-    elif callable(getattr(obj, "named_variables", None)):  # an optimizer: keys by role and position
-        for key, var in obj.named_variables():
-            if not isinstance(var, Variable):
-                raise TypeError(f"gpuad.{what}: {type(obj).__name__}.named_variables() holds "
-                                f"{type(var).__name__}, not gpuad.Variable.")
-            if id(var) not in seen:
-                seen.add(id(var))
-                _put(out, join(key), var, what)
-    elif hasattr(obj, "variables"):
-        variables = obj.variables
-        if callable(variables):
-            variables = variables()
-        names = {}
-        for var in variables:
-            if not isinstance(var, Variable):
-                raise TypeError(f"gpuad.{what}: {type(obj).__name__}.variables holds "
-                                f"{type(var).__name__}, not gpuad.Variable.")
-            key = _strip_tf_suffix(var.name)
-            if key in names and names[key] is not var:
-                raise ValueError(f"gpuad.{what}: two variables of {type(obj).__name__} share the "
-                                 f"name {var.name!r}; checkpoint keys come from variable names, "
-                                 f"so give them unique names.")
-            names[key] = var
-            if id(var) not in seen:
+    elif callable(getattr(obj, "named_variables", None)) or hasattr(obj, "variables"):
+        for key, var in _keyed_variables(obj, what):
+            if id(var) not in seen:  # a variable shared by two parts is saved once
                 seen.add(id(var))
                 _put(out, join(key), var, what)
     else:
         raise TypeError(f"gpuad.{what} takes a Module, a dict of name -> Variable/Tensor (nested "
                         f"dicts, lists and Modules allowed) or an object with a `variables` "
                         f"list; got {type(obj).__name__} at {prefix or 'the top level'!r}.")
+
+
+def _keyed_variables(obj, what: str) -> list:
+    """``(key, Variable)`` pairs of a Module or optimizer (its ``named_variables()``:
+    attribute paths, or roles and positions) or of any object with ``variables``
+    (keyed by each variable's unique name)."""
+    if callable(getattr(obj, "named_variables", None)):
+        pairs, source = list(obj.named_variables()), "named_variables()"
+    else:
+        variables = obj.variables() if callable(obj.variables) else obj.variables
+        pairs, source = [(None, v) for v in variables], "variables"
+    names = {}
+    for i, (key, var) in enumerate(pairs):
+        if not isinstance(var, Variable):
+            raise TypeError(f"gpuad.{what}: {type(obj).__name__}.{source} holds "
+                            f"{type(var).__name__}, not gpuad.Variable.")
+        if key is None:
+            key = _strip_tf_suffix(var.name)
+            if key in names and names[key] is not var:
+                raise ValueError(f"gpuad.{what}: two variables of {type(obj).__name__} share the "
+                                 f"name {var.name!r}; checkpoint keys come from variable names, "
+                                 f"so give them unique names.")
+            names[key] = var
+            pairs[i] = (key, var)
+    return pairs
 
 
 def _put(out: dict, key: str, value, what: str) -> None:
