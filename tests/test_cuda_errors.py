@@ -95,26 +95,15 @@ def test_other_errors_are_not_retried():
 
 
 # --------------------------------------------------------------------------- CupyLauncher with a fake CuPy
-class FakeCompileException(Exception):
-    def __init__(self, msg):
-        super().__init__()
-        self._msg = msg
-
-    def get_message(self):
-        return self._msg
-
-    def __str__(self):
-        return self._msg
-
-
 class FakeDriverError(RuntimeError):
     pass
 
 
-def fake_cupy(*, oom_times=0, compile_log=None):
+def fake_cupy(*, oom_times=0):
     """Just enough of CuPy for CupyLauncher: NumPy arrays as device arrays, an
-    allocator that fails ``oom_times`` times, a RawModule that fails to compile
-    with ``compile_log`` or knows one kernel."""
+    allocator that fails ``oom_times`` times, a RawModule (loaded from the path
+    NVRTC's cache gives) that knows one kernel, ``binary_known_f32``, and an
+    occupancy of 4 blocks per multiprocessor."""
     cp = types.ModuleType("cupy")
     pool = FakePool(used=5 * 2**20, total=8 * 2**20)
     state = {"oom": oom_times, "launched": [], "synced": 0}
@@ -130,6 +119,7 @@ def fake_cupy(*, oom_times=0, compile_log=None):
     class Device:
         def __init__(self, index=0):
             self.attributes = {"MultiProcessorCount": 132}
+            self.compute_capability = "90"
 
         def __enter__(self):
             return self
@@ -141,28 +131,27 @@ def fake_cupy(*, oom_times=0, compile_log=None):
             state["synced"] += 1
 
     class Function:
+        ptr = 1234
+
         def __init__(self, name):
             self.name = name
 
         def __call__(self, grid, block, args, shared_mem=0):
-            state["launched"].append(self.name)
+            state["launched"].append((self.name, grid))
 
     class RawModule:
-        def __init__(self, code, options):
-            self.code, self.options = code, options
-
-        def compile(self):
-            if compile_log is not None:
-                raise FakeCompileException(compile_log)
+        def __init__(self, path):
+            state["loaded"].append(path)
 
         def get_function(self, name):
-            if name != "known_kernel":
+            if name != "binary_known_f32":
                 raise FakeDriverError("CUDA_ERROR_NOT_FOUND: named symbol not found")
             return Function(name)
 
+    state["loaded"] = []
     cp.cuda = types.SimpleNamespace(
         Device=Device, memory=types.SimpleNamespace(OutOfMemoryError=FakeOOM),
-        compiler=types.SimpleNamespace(CompileException=FakeCompileException),
+        driver=types.SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda ptr, block, smem: 4),
         runtime=types.SimpleNamespace(memGetInfo=lambda: (2**20, 80 * 2**30)))
     cp.RawModule = RawModule
     cp.get_default_memory_pool = lambda: pool
@@ -194,16 +183,51 @@ def test_cupy_launcher_allocations_retry_then_raise(monkeypatch):
     np.testing.assert_array_equal(launcher.matmul(a, b, False, True), np.full((3, 5), 2.0))
 
 
-def test_cupy_launcher_compile_error_shows_files_and_log(monkeypatch):
-    log = ("/src/kernels/elementwise.cu(12): error: identifier \"undefined_name\" is undefined\n"
-           "1 error detected in the compilation of \"gpuad.cu\".")
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(compile_log=log))
+@pytest.fixture
+def fake_nvrtc(monkeypatch, tmp_path):
+    """NVRTC replaced: every family "compiles" to a file in tmp_path, or, for the
+    families in ``broken`` (a dict family -> log), fails with that log."""
+    from gpuad.devices.cuda import nvrtc
+    calls, broken = [], {}
+
+    def compile_family(family, arch, directory=None, cache=None):
+        calls.append((family, arch))
+        if family in broken:
+            raise KernelCompileError(f"NVRTC could not compile gpuad's {family} kernels. Compiler log:\n"
+                                     f"{broken[family]}", files=[f"{family}.cu"], log=broken[family])
+        path = tmp_path / f"{family}-{arch}.cubin"
+        path.write_bytes(b"cubin")
+        return nvrtc.Compiled(family, arch, path, False, 0.0)
+
+    monkeypatch.setattr(nvrtc, "compile_family", compile_family)
+    monkeypatch.setattr(nvrtc, "target_for", lambda capability: f"sm_{capability}")
+    return types.SimpleNamespace(calls=calls, broken=broken)
+
+
+def test_cupy_launcher_compiles_one_family_on_first_use(monkeypatch, fake_nvrtc):
+    cp = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    dev = KernelDevice(CupyLauncher(0))
+    dev.launch("binary_known_f32", 10**6, ())
+    dev.launch("binary_known_f32", 8, ())
+    # only the binary family was built, for this GPU's architecture, and loaded once
+    assert fake_nvrtc.calls == [("binary", "sm_90")]
+    assert [p.rsplit("/", 1)[-1] for p in cp.state["loaded"]] == ["binary-sm_90.cubin"]
+    # grids come from the kernel's occupancy: 4 blocks per SM x 132 SMs, fewer for small n
+    assert cp.state["launched"] == [("binary_known_f32", (4 * 132,)), ("binary_known_f32", (1,))]
+
+
+def test_cupy_launcher_compile_error_shows_files_and_log(monkeypatch, fake_nvrtc):
+    log = ("binary.cu(12): error: identifier \"undefined_name\" is undefined\n"
+           "1 error detected in the compilation of \"binary.cu\".")
+    fake_nvrtc.broken["binary"] = log
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
     launcher = CupyLauncher(0)
     with pytest.raises(KernelCompileError) as e:
-        launcher.module()
+        launcher.module("binary")
     assert isinstance(e.value, RuntimeError)
-    assert "kernels/elementwise.cu" in str(e.value) and "undefined_name" in str(e.value)
-    assert e.value.files == ["elementwise.cu"] and e.value.log == log
+    assert "binary" in str(e.value) and "undefined_name" in str(e.value)
+    assert e.value.files == ["binary.cu"] and e.value.log == log
     # through the device: the error also names the kernel being launched
     dev = KernelDevice(launcher)
     with pytest.raises(KernelCompileError, match="kernel binary_add_f32_contig on device cuda:0") as e:
@@ -211,27 +235,46 @@ def test_cupy_launcher_compile_error_shows_files_and_log(monkeypatch):
     assert "undefined_name" in str(e.value) and e.value.kernel == "binary_add_f32_contig"
 
 
-def test_cupy_launcher_unknown_kernel_is_named(monkeypatch):
+def test_cupy_launcher_unknown_kernel_is_named(monkeypatch, fake_nvrtc):
     cp = fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", cp)
     dev = KernelDevice(CupyLauncher(0))
-    dev.launch("known_kernel", 8, ())
-    assert cp.state["launched"] == ["known_kernel"]
-    with pytest.raises(KernelLaunchError, match="kernel no_such_kernel is not in") as e:
+    dev.launch("binary_known_f32", 8, ())
+    assert cp.state["launched"] == [("binary_known_f32", (1,))]
+    with pytest.raises(KernelLaunchError, match="kernel binary_nothing_f32 is not in gpuad's binary") as e:
+        dev.launch("binary_nothing_f32", 8, ())
+    assert e.value.kernel == "binary_nothing_f32"
+    with pytest.raises(KernelLaunchError, match="kernel no_such_kernel is not a gpuad kernel") as e:
         dev.launch("no_such_kernel", 8, ())
     assert e.value.kernel == "no_such_kernel"
 
 
-def test_cupy_launcher_gpuad_sync(monkeypatch):
+def test_cupy_launcher_gpuad_sync(monkeypatch, fake_nvrtc):
     cp = fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", cp)
-    KernelDevice(CupyLauncher(0)).launch("known_kernel", 8, ())
+    KernelDevice(CupyLauncher(0)).launch("binary_known_f32", 8, ())
     assert cp.state["synced"] == 0
     monkeypatch.setenv("GPUAD_SYNC", "1")
     dev = KernelDevice(CupyLauncher(0))
-    dev.launch("known_kernel", 8, ())
-    dev.launch("known_kernel", 8, ())
+    dev.launch("binary_known_f32", 8, ())
+    dev.launch("binary_known_f32", 8, ())
     assert cp.state["synced"] == 2
+
+
+def test_missing_nvrtc_is_named_with_its_pip_line_not_a_launch_error(monkeypatch):
+    """A GPU without NVRTC: the launch raises CudaUnavailableError naming the library and
+    the pip line, not a KernelLaunchError with a hint about asynchronous kernels."""
+    from gpuad.devices.cuda import nvrtc
+
+    def missing():
+        raise nvrtc.NvrtcUnavailableError("NVRTC ... was not found (libnvrtc.so.13). Install it with "
+                                          "pip install 'cuda-toolkit[nvrtc]==13.*'")
+    monkeypatch.setattr(nvrtc, "_nvrtc", missing)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
+    dev = KernelDevice(CupyLauncher(0))
+    with pytest.raises(nvrtc.CudaUnavailableError, match=r"libnvrtc.*pip install") as e:
+        dev.launch("binary_known_f32", 8, ())
+    assert "GPUAD_SYNC" not in str(e.value)
 
 
 # --------------------------------------------------------------------------- emulated: compile errors
@@ -356,3 +399,60 @@ def test_gpuad_sync_is_read_when_the_device_is_created(monkeypatch):
 def test_emulated_launcher_synchronize_is_a_no_op():
     from gpuad.devices.emulated import HostLauncher
     assert HostLauncher().synchronize() is None
+
+
+# --------------------------------------------------------------------------- probe: what a GPU needs
+class _CudaNamespace(types.SimpleNamespace):
+    """``cupy.cuda`` whose ``cublas`` attribute fails to load, as CuPy's does without libcublas."""
+
+    def __getattr__(self, name):
+        if name == "cublas":
+            raise ImportError("libcublas.so.13: cannot open shared object file: No such file or directory")
+        raise AttributeError(name)
+
+
+def _cupy_with_one_gpu(monkeypatch, *, cublas: bool):
+    cp = types.ModuleType("cupy")
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000)
+    cp.cuda = (types.SimpleNamespace(runtime=runtime, cublas=object()) if cublas
+               else _CudaNamespace(runtime=runtime))
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+
+
+def test_probe_refuses_a_gpu_without_nvrtc(monkeypatch):
+    from gpuad.devices.cuda import cupy_launcher, nvrtc
+
+    def missing():
+        raise nvrtc.NvrtcUnavailableError("NVRTC was not found (libnvrtc.so.13). Install it with "
+                                          "pip install 'cuda-toolkit[nvrtc]==13.*'")
+    monkeypatch.setattr(nvrtc, "_nvrtc", missing)
+    _cupy_with_one_gpu(monkeypatch, cublas=True)
+    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"libnvrtc.*pip install.*GPUAD_DEVICE=cpu"):
+        cupy_launcher.probe()
+
+
+def test_probe_refuses_a_gpu_without_cublas(monkeypatch):
+    from gpuad.devices.cuda import cupy_launcher, nvrtc
+    monkeypatch.setattr(nvrtc, "nvrtc_version", lambda: (13, 0))
+    _cupy_with_one_gpu(monkeypatch, cublas=False)
+    with pytest.raises(cupy_launcher.CudaUnavailableError,
+                       match=r"cuBLAS.*libcublas.so.13.*pip install 'cuda-toolkit\[cublas\]==13\.\*'"):
+        cupy_launcher.probe()
+    _cupy_with_one_gpu(monkeypatch, cublas=True)
+    assert cupy_launcher.probe() == 1
+
+
+def test_nvrtc_missing_message_names_the_library_and_the_fix(monkeypatch):
+    """The real loader's message when libnvrtc cannot be found (CuPy without the NVIDIA wheel)."""
+    from gpuad.devices.cuda import nvrtc
+
+    class Failing(types.ModuleType):
+        def getVersion(self):
+            raise OSError('Failure finding "libnvrtc.so.13": No such file')
+    libs = types.ModuleType("cupy_backends.cuda.libs")
+    libs.nvrtc = Failing("nvrtc")
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs", libs)
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", libs.nvrtc)
+    monkeypatch.setattr(nvrtc, "_nvrtc_module", None)
+    with pytest.raises(nvrtc.NvrtcUnavailableError, match=r"libnvrtc.so.13.*pip install 'cuda-toolkit\[nvrtc\]"):
+        nvrtc.nvrtc_version()

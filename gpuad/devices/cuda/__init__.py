@@ -8,9 +8,11 @@ through a *launcher*, the only part that differs between devices:
 
 - ``emulated``: NumPy buffers, kernels compiled by g++ for the host
   (``gpuad/devices/emulated.py``);
-- ``cuda``: CuPy buffers, kernels compiled by NVRTC through ``cupy.RawModule``.
+- ``cuda``: CuPy buffers, kernels compiled by NVRTC per family (``nvrtc.py``),
+  loaded with ``cupy.RawModule``.
 
-A launcher provides ``name``, ``kind``, ``max_blocks``, ``empty(shape, dtype)``,
+A launcher provides ``name``, ``kind``, ``max_blocks`` (and, optionally,
+``max_blocks_for(kernel, block, shared_mem)``: a kernel's occupancy), ``empty(shape, dtype)``,
 ``from_host(array)``, ``to_host(buffer)``, ``launch(kernel, grid, block, args,
 shared_mem)``, ``synchronize()`` and ``matmul(a, b, transpose_a, transpose_b)``
 (cuBLAS on cuda).
@@ -27,6 +29,7 @@ import numpy as np
 from .. import KERNEL_SET, Device
 from ...errors import KernelCompileError, KernelLaunchError
 from . import launch as L
+from .nvrtc import CudaUnavailableError
 
 __all__ = ["KernelDevice", "KernelCompileError", "KernelLaunchError"]
 
@@ -41,6 +44,8 @@ class KernelDevice(Device):
         self.name = launcher.name
         self.kind = launcher.kind
         self.max_blocks = launcher.max_blocks
+        if hasattr(launcher, "max_blocks_for"):  # per-kernel occupancy (cuda)
+            self.max_blocks_for = launcher.max_blocks_for
         self.transfers = 0  # host <-> device copies; a training step must make none
         # GPUAD_SYNC=1: wait for every kernel, so a fault is reported by the launch
         # (kernel and op) that caused it rather than by a later one. Slow; for debugging.
@@ -65,22 +70,31 @@ class KernelDevice(Device):
                blocks: int | None = None):
         """Launch ``kernel`` over ``n`` work items (grid-stride), or on ``blocks`` blocks.
 
-        With ``GPUAD_SYNC=1`` in the environment when the device was created, wait
-        for the kernel to finish after each launch. A failure to compile the
-        kernels raises :class:`KernelCompileError`, any other launch (or, when
-        synchronising, execution) failure :class:`KernelLaunchError`; both name
-        the kernel and the op that launched it. Out-of-memory errors pass as
-        they are.
+        A grid-stride launch gets enough blocks to cover ``n``, at most as many as the
+        device runs at once for this kernel (:meth:`max_blocks_for`). With
+        ``GPUAD_SYNC=1`` in the environment when the device was created, wait for
+        every kernel to finish after its launch. A failure to compile the kernels
+        raises :class:`KernelCompileError`, any other launch (or, when
+        synchronising, execution) failure :class:`KernelLaunchError`; both name the
+        kernel and the op that launched it. Out-of-memory errors and a missing
+        library (:class:`CudaUnavailableError`: NVRTC) pass as they are.
         """
-        g = blocks if blocks is not None else L.grid(n, self.max_blocks, block)
         try:
+            g = blocks if blocks is not None else L.grid(n, self.max_blocks_for(kernel, block, shared_mem),
+                                                         block)
             self.launcher.launch(kernel, g, block, args, shared_mem)
             if self.sync:
                 self.launcher.synchronize()
-        except (MemoryError, TypeError, ValueError):
-            raise  # out of memory; arguments that do not fit the kernel's parameters
+        except (MemoryError, TypeError, ValueError, CudaUnavailableError):
+            raise  # out of memory; arguments that do not fit the kernel's parameters; no NVRTC
         except RuntimeError as e:
             raise self._launch_error(kernel, e) from e
+
+    def max_blocks_for(self, kernel: str, block: int = L.BLOCK, shared_mem: int = 0) -> int:
+        """How many blocks of ``kernel`` the device runs at once: from the occupancy
+        API on cuda (the launcher's ``max_blocks_for``, bound over this method in
+        ``__init__``), else the launcher's fixed ``max_blocks`` (a few on emulated)."""
+        return self.max_blocks
 
     def _launch_error(self, kernel: str, error: RuntimeError) -> RuntimeError:
         """``error`` from launching ``kernel``, as a gpuad error naming the kernel and op."""

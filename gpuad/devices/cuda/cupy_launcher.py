@@ -1,6 +1,8 @@
 """The ``cuda`` launcher: CuPy buffers (CuPy's memory pool), ``kernels/*.cu``
-compiled by NVRTC through ``cupy.RawModule`` once per GPU, launched on the
-current CuPy stream; matrix products through ``cupy.matmul`` (cuBLAS).
+compiled by NVRTC one family at a time, on first use, and cached on disk
+(:mod:`gpuad.devices.cuda.nvrtc`), launched on the current CuPy stream with grids
+sized from each kernel's occupancy; matrix products through ``cupy.matmul``
+(cuBLAS).
 
 Importing this module needs no CuPy; :func:`probe` explains what is missing.
 
@@ -8,30 +10,28 @@ Every allocation goes through :func:`allocate_with_retry`: when the GPU is out
 of memory it releases the blocks CuPy's pool caches but no tensor uses, tries
 once more, and then raises :class:`gpuad.OutOfMemoryError` with the numbers.
 Kernel sources that do not compile raise :class:`gpuad.errors.KernelCompileError`
-with NVRTC's log; a kernel name the module lacks, :class:`gpuad.errors.KernelLaunchError`.
+with NVRTC's log; a kernel name no family defines, :class:`gpuad.errors.KernelLaunchError`.
 """
 from __future__ import annotations
 
 import functools
 import math
-import re
 import threading
 
 import numpy as np
 
-from ...errors import KernelCompileError, KernelLaunchError, OutOfMemoryError
+from ...errors import KernelLaunchError, OutOfMemoryError
+from . import nvrtc
+from .nvrtc import CudaUnavailableError
 
-
-class CudaUnavailableError(RuntimeError):
-    """Raised when the ``cuda`` device is asked for where it cannot run."""
-
+__all__ = ["CupyLauncher", "CudaUnavailableError", "probe", "usable", "allocate_with_retry"]
 
 _FALLBACK = ("Fall back to the CPU with gpuad.device('cpu') or GPUAD_DEVICE=cpu.")
 
 
 def probe() -> int:
     """The number of usable GPUs, or a CudaUnavailableError saying which of
-    CuPy, the driver, or a GPU is missing."""
+    CuPy, the driver, a GPU, NVRTC or cuBLAS is missing (and how to install it)."""
     try:
         import cupy
     except ImportError:
@@ -46,7 +46,34 @@ def probe() -> int:
             f"the driver, or check that the GPU is visible (nvidia-smi). " + _FALLBACK) from None
     if count == 0:
         raise CudaUnavailableError("The NVIDIA driver reports no CUDA device on this machine. " + _FALLBACK)
+    _check_libraries(cupy)
     return count
+
+
+def _check_libraries(cupy) -> None:
+    """NVRTC (every kernel) and cuBLAS (matmul) load, or a CudaUnavailableError naming
+    the missing one and the pip line that installs it. A GPU without them must not
+    become the default device, to fail at the first op."""
+    try:
+        nvrtc.nvrtc_version()
+    except CudaUnavailableError as e:
+        raise CudaUnavailableError(f"{e} {_FALLBACK}") from None
+    try:
+        cupy.cuda.cublas  # CuPy loads libcublas when this is first read
+    except (ImportError, OSError, AttributeError) as e:
+        major = _cuda_major(cupy)
+        raise CudaUnavailableError(
+            f"cuBLAS, which gpuad's matrix products run on, was not found ({e}). Install it with "
+            f"pip install 'cuda-toolkit[cublas]=={major}.*', or install gpuad with its extra, "
+            f"pip install 'gpuad[cuda{major}]', which brings it. " + _FALLBACK) from None
+
+
+def _cuda_major(cupy) -> int:
+    """The CUDA major version CuPy was built for (12 or 13), for pip lines."""
+    try:
+        return int(cupy.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:
+        return 13
 
 
 def _bytes(n) -> str:
@@ -131,39 +158,38 @@ class CupyLauncher:
         self.name = f"cuda:{index}"
         self._device = cupy.cuda.Device(index)
         with self._device:
-            sms = self._device.attributes["MultiProcessorCount"]
-        self.max_blocks = 8 * sms
-        self._module = None
-        self._functions = {}
+            self.sm_count = int(self._device.attributes["MultiProcessorCount"])
+            self.capability = int(self._device.compute_capability)  # "90" on an H100
+        #: An upper bound of resident blocks (2048 threads per SM of 256-thread blocks);
+        #: launches use each kernel's own occupancy (:meth:`max_blocks_for`).
+        self.max_blocks = 8 * self.sm_count
+        self._target = None
+        self._modules: dict[str, object] = {}   # family -> cupy.RawModule
+        self._functions: dict[str, object] = {}  # kernel -> cupy.cuda.Function
+        self._occupancy: dict[tuple, int] = {}   # (kernel, block, shared_mem) -> blocks
         self._lock = threading.Lock()
 
-    def module(self):
-        """The ``cupy.RawModule`` of every ``kernels/*.cu``, compiled on first use;
-        :class:`KernelCompileError` with the files and NVRTC's log if it fails."""
-        if self._module is None:
-            with self._lock:
-                if self._module is None:
-                    from ..kernel_sources import kernel_dir
-                    d = kernel_dir()
-                    sources = sorted(d.glob("*.cu"))
-                    code = "\n".join(f'#include "{p.name}"' for p in sources)
-                    with self._device:
-                        module = self._cupy.RawModule(code=code, options=("-std=c++17", f"-I{d}"))
-                        try:
-                            module.compile()  # RawModule compiles lazily; fail here, with the log
-                        except self._cupy.cuda.compiler.CompileException as e:
-                            raise self._compile_error(e, sources) from None
-                    self._module = module
-        return self._module
+    def target(self) -> str:
+        """What the kernels are built as for this GPU: ``sm_90`` (a cubin), or PTX for
+        the newest architecture NVRTC knows (``compute_XX``) on a GPU newer than it."""
+        if self._target is None:
+            self._target = nvrtc.target_for(self.capability)
+        return self._target
 
-    def _compile_error(self, e, sources) -> KernelCompileError:
-        log = e.get_message() if hasattr(e, "get_message") else str(e)
-        names = sorted({m.group(1) for m in re.finditer(r"([\w.-]+\.cuh?)\(\d+\): error", log)})
-        files = names or [p.name for p in sources]
-        where = ", ".join(f"kernels/{n}" for n in files)
-        return KernelCompileError(
-            f"NVRTC could not compile gpuad's CUDA kernels for {self.name} ({where}). "
-            f"Compiler log:\n{log.rstrip()}", files=files, log=log)
+    def module(self, family: str):
+        """The loaded module of one kernel family (``kernels/<family>.cu``), compiled
+        by NVRTC or read from the disk cache on first use; :class:`KernelCompileError`
+        with the files and NVRTC's log if it does not compile."""
+        module = self._modules.get(family)
+        if module is None:
+            with self._lock:  # one thread compiles; the others wait for its module
+                module = self._modules.get(family)
+                if module is None:
+                    compiled = nvrtc.compile_family(family, self.target())
+                    with self._device:
+                        module = self._cupy.RawModule(path=str(compiled.path))
+                    self._modules[family] = module
+        return module
 
     def _alloc(self, alloc, nbytes):
         """``alloc()`` on this GPU, retried once after freeing the pool's cache."""
@@ -202,17 +228,37 @@ class CupyLauncher:
         with self._device:
             fn(grid, block, tuple(args), shared_mem=shared_mem)
 
+    def max_blocks_for(self, kernel: str, block: int, shared_mem: int = 0) -> int:
+        """Blocks of ``kernel`` the whole GPU runs at once: the occupancy API's blocks
+        per multiprocessor (registers, shared memory and threads all counted) times
+        the multiprocessors. Grid-stride launches use no more, so there is no
+        partial last wave."""
+        key = (kernel, block, shared_mem)
+        blocks = self._occupancy.get(key)
+        if blocks is None:
+            fn = self._functions.get(kernel)
+            if fn is None:
+                fn = self._functions[kernel] = self._function(kernel)
+            with self._device:
+                per_sm = self._cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+                    fn.ptr, block, shared_mem)
+            blocks = self._occupancy[key] = max(1, int(per_sm)) * self.sm_count
+        return blocks
+
     def _function(self, kernel):
-        module = self.module()
+        try:
+            family = nvrtc.family_of(kernel)
+        except KeyError as e:
+            raise KernelLaunchError(f"kernel {kernel} is not a gpuad kernel on {self.name}: {e.args[0]}",
+                                    kernel=kernel) from None
+        module = self.module(family)
         with self._device:
             try:
                 return module.get_function(kernel)
-            except self._cupy.cuda.compiler.CompileException as e:
-                raise self._compile_error(e, []) from None
             except Exception as e:  # CUDADriverError: CUDA_ERROR_NOT_FOUND
                 raise KernelLaunchError(
-                    f"kernel {kernel} is not in gpuad's CUDA module on {self.name} ({e}): no "
-                    f'extern "C" __global__ function of that name in kernels/*.cu. Check the '
+                    f"kernel {kernel} is not in gpuad's {family} kernels on {self.name} ({e}): no "
+                    f'extern "C" __global__ function of that name in kernels/{family}.cu. Check the '
                     f"kernel name and that its source defines it for this dtype.", kernel=kernel) from e
 
     def matmul(self, a, b, transpose_a, transpose_b):
