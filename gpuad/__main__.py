@@ -4,6 +4,7 @@
     python -m gpuad demo     fit a quadratic by gradient descent, printing progress
     python -m gpuad info     the devices gpuad can use
     python -m gpuad bench    gpuad's workloads beside PyTorch, JAX, TensorFlow and autograd
+    python -m gpuad kernels  compile (or --check) every CUDA kernel family with NVRTC, no GPU needed
 """
 from __future__ import annotations
 
@@ -112,6 +113,14 @@ def main(argv=None) -> int:
                     ".md, .png and .log.")
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.run)
+    from .devices.cuda import kernels_command
+    kernels = sub.add_parser(
+        "kernels", help="compile every CUDA kernel family with NVRTC for chosen GPU architectures "
+                        "(no GPU needed): fill the disk cache, --check, or --emit ptx|cubin",
+        description=kernels_command.__doc__.splitlines()[0] + " Families compile in parallel, "
+                    "exactly as the cuda device compiles them.")
+    kernels_command.add_arguments(kernels)
+    kernels.set_defaults(run=kernels_command.run)
     args = parser.parse_args(argv)
     return args.run(args)
 

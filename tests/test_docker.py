@@ -115,7 +115,7 @@ def test_dockerignore_keeps_local_state_out():
     patterns = dockerignore()
     for path in (".git", ".venv", "benchmarks/results/x.json", "gpuad/__pycache__/a.pyc"):
         assert ignored(path, patterns), path
-    for path in ("gpuad/bench/runner.py", "kernels/elementwise.cu", "README.md"):
+    for path in ("gpuad/bench/runner.py", "kernels/binary.cu", "README.md"):
         assert not ignored(path, patterns), path
 
 

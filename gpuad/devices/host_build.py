@@ -9,7 +9,7 @@ blocks run one at a time in a seeded shuffled order (see ``kernels/README.md``).
 
 Example (``out`` and ``x`` float32 arrays of ``n`` elements)::
 
-    mod = HostModule([kernel_dir() / "elementwise.cu"], [kernel_dir()])
+    mod = HostModule([kernel_dir() / "unary.cu"], [kernel_dir()])
     mod.launch("unary_neg_f32_contig", grid=4, block=256, args=[out, x, np.int64(n)])
 
 Kernels are found by name: every ``extern "C" __global__ void name(...)`` in the

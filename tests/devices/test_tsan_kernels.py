@@ -13,7 +13,7 @@ from gpuad.devices import host_build as hb
 from gpuad.devices.kernel_sources import kernel_dir
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = ["reduction.cu", "layout.cu", "nn.cu", "elementwise.cu"]
+FAMILIES = ["reduction.cu", "layout.cu", "nn.cu", "unary.cu", "binary.cu", "cast.cu"]
 
 SCRIPT = r"""
 import numpy as np

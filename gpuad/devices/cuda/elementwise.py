@@ -1,4 +1,4 @@
-"""Launch code for the kernels of ``kernels/elementwise.cu``: the ``unary``,
+"""Launch code for the kernels of ``kernels/{unary,binary,cast}.cu``: the ``unary``,
 ``binary``, ``unary_grad``, ``where``, ``cast`` and ``fill`` families.
 
 Each function has the signature of the cpu device's method (minus ``self``) and
