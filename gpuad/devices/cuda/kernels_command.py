@@ -2,7 +2,8 @@
 for chosen GPU architectures, with no GPU needed.
 
     python -m gpuad kernels                       fill the disk cache for sm_80 and sm_90
-    python -m gpuad kernels --check               compile every family afresh; exit 1 on an error
+    python -m gpuad kernels --check               compile every family afresh (ignoring and then
+                                                  refreshing the cache); exit 1 on an error
     python -m gpuad kernels --arch native         the architecture of this machine's GPU
     python -m gpuad kernels --emit ptx --out DIR  write <family>.<arch>.ptx files
 
@@ -33,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", action="append", choices=nvrtc.FAMILIES, metavar="FAMILY",
                         help=f"only this family; repeatable (default: all of {', '.join(nvrtc.FAMILIES)})")
     parser.add_argument("--check", action="store_true",
-                        help="compile every family afresh (not from the cache) and exit 1 naming "
-                             "each family that fails, with NVRTC's log")
+                        help="compile every family afresh, even where the cache has it (the cache "
+                             "then holds the new build), and exit 1 naming each family that fails, "
+                             "with NVRTC's log")
     parser.add_argument("--emit", choices=("ptx", "cubin"),
                         help="also write the result of each family and architecture to --out "
                              "(ptx: the PTX of compute_XX; cubin: the machine code of sm_XX)")
@@ -80,17 +82,24 @@ def run(args) -> int:
         return 2
     families = args.family or list(nvrtc.FAMILIES)
     jobs = [(family, arch) for arch in archs for family in families]
-    # --check must prove the sources compile now: a private, empty cache
+    # --check must prove the sources compile now: build into an empty folder, then
+    # move each result into the cache
     scratch = Path(tempfile.mkdtemp(prefix="gpuad-kernels-")) if args.check else None
-    print(f"NVRTC {version[0]}.{version[1]}: {len(families)} families for {', '.join(archs)}"
-          + (" (check: compiled afresh)" if args.check else f" into {nvrtc.cache_dir()}"))
+    print(f"NVRTC {version[0]}.{version[1]}: {len(families)} families for {', '.join(archs)} into "
+          f"{nvrtc.cache_dir()}" + (" (--check: compiled afresh)" if args.check else ""))
 
     def build(job):
         family, arch = job
         try:
-            return job, nvrtc.compile_family(family, arch, cache=scratch), None
+            compiled = nvrtc.compile_family(family, arch, cache=scratch)
         except KernelCompileError as e:
             return job, None, e
+        if scratch is not None:
+            cached = nvrtc.cache_dir() / compiled.path.name
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            nvrtc.atomic_write(cached, compiled.image)  # (other processes may be reading it)
+            compiled = nvrtc.Compiled(family, arch, cached, False, compiled.seconds)
+        return job, compiled, None
 
     start = time.perf_counter()
     failed = []

@@ -44,7 +44,7 @@ from ..kernel_sources import kernel_dir
 
 __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options", "cache_key", "compile_family",
            "nvrtc_version", "supported_archs", "parse_arch", "target_for", "NvrtcUnavailableError",
-           "cache_dir", "Compiled"]
+           "cache_dir", "Compiled", "atomic_write"]
 
 #: Kernel families: the source file stem of each, in ``kernels/``.
 FAMILIES = ("unary", "binary", "cast", "reduction", "layout", "nn", "random", "optim")
@@ -253,7 +253,7 @@ def compile_family(family: str, arch: str, directory: Path | None = None,
     image = _compile(family, source, opts, arch.startswith("compute_"))
     seconds = time.perf_counter() - start
     cache.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, image)
+    atomic_write(path, image)
     return Compiled(family, arch, path, False, seconds)
 
 
@@ -275,7 +275,7 @@ def _compile(family: str, source: str, opts, ptx: bool) -> bytes:
         nvrtc.destroyProgram(prog)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``path`` so that readers see the old file or the whole new one; processes
     that compile the same family at once write identical bytes."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
