@@ -127,6 +127,19 @@ def test_cuda_image_peer_requirements_are_valid():
     assert "cuda13" in next(r for r in peers if r.name == "jax").extras
 
 
+def test_cuda_image_builds_the_kernel_cache_it_runs_with():
+    """The CUDA image compiles every kernel family at build time (after installing
+    gpuad, for sm_80 and sm_90) into the cache directory its containers use."""
+    instructions = parse(DOCKERFILES["cuda"])
+    words = [(word, args) for word, args in instructions]
+    install = next(i for i, (w, a) in enumerate(words) if w == "RUN" and 'pip install ".[cuda13]"' in a)
+    build = next(i for i, (w, a) in enumerate(words) if w == "RUN" and "python -m gpuad kernels" in a)
+    assert install < build
+    assert shlex.split(words[build][1])[4:] == ["--arch", "sm_80", "--arch", "sm_90"]
+    env = [a for w, a in words[:build] if w == "ENV"]
+    assert any(a.startswith("GPUAD_CACHE_DIR=") for a in env), "the cache must be where containers look"
+
+
 @pytest.mark.slow
 def test_cpu_image_steps_succeed_in_a_fresh_venv(tmp_path):
     """The CPU image's pip lines in a fresh venv, run from a folder holding only
