@@ -52,14 +52,18 @@ def test_kernels_script_on_the_emulated_device(tmp_path):
     assert "mean nothing" in report["note"] and "mean nothing" in out
     assert report["settings"]["elements"] == 65536 and report["settings"]["repeats"] == 2
     assert report["copy"]["gbps"] > 0
-    expected = {"exp", "add", "add_bcast", "sum_all", "sum_last", "sum_first", "transpose", "softmax", "gather"}
+    expected = {"exp", "add", "add_bcast", "sum_all", "sum_last", "sum_first", "transpose", "softmax", "gather",
+                "adam"}
     assert set(report["results"]) == expected
     for key, r in report["results"].items():
         for who in ("gpuad", "peer"):
             e = r[who]
             assert e["status"] == "ok", (key, who, e)
             assert len(e["runs_ms"]) == 2 and e["gbps"] > 0 and e["fraction_of_copy"] > 0
-        assert r["target_fraction_of_copy"] in (0.85, 0.75, None)
+    # the goals: contiguous element-wise 90 %, reductions and softmax 75 %, optimizer 80 %
+    targets = {k: r["target_fraction_of_copy"] for k, r in report["results"].items()}
+    assert targets["exp"] == targets["add"] == 0.9 and targets["adam"] == 0.8
+    assert targets["sum_all"] == targets["sum_last"] == targets["softmax"] == 0.75
     overhead = report["overhead"]["gpuad: x + 1.0"]
     assert overhead["status"] == "ok" and overhead["median_us"] > 0 and overhead["target_us"] == 10
     assert "| kernel |" in out and "| small op from Python" in out
