@@ -34,7 +34,15 @@ ratio is gpuad / torch: below 1, gpuad's host time is smaller.
 Timing: as ``timeit``: each statement is compiled into a loop of ``number``
 calls (``number`` chosen so that a repeat takes about ``--target-seconds``),
 timed with ``time.perf_counter``; the figure is the median of ``--repeats``
-repeats, in microseconds per call. Nothing here checks a result.
+repeats, in microseconds per call. The repeats of gpuad, PyTorch and the
+baseline (below) alternate, row by row, so that a machine whose load drifts
+slows them alike and the ratios hold better than the absolute figures.
+Nothing here checks a result.
+
+``--baseline DIR`` times a second gpuad, the ``gpuad/`` package of the checkout
+``DIR`` (e.g. ``git worktree add /tmp/base HEAD~3``), imported in the same
+process as ``gpuad_baseline``, interleaved with this one: the before/after
+figures of a change, immune to the drift between two runs.
 
 Usage::
 
@@ -42,15 +50,18 @@ Usage::
     python benchmarks/launch_overhead.py --json out.json # and every repeat as JSON
     python benchmarks/launch_overhead.py --quick         # smoke run (a few seconds)
     python benchmarks/launch_overhead.py --only binary   # rows whose name contains 'binary'
+    python benchmarks/launch_overhead.py --baseline /tmp/base  # and an older gpuad, interleaved
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import math
 import os
 import platform
+import importlib
 import statistics
 import subprocess
 import sys
@@ -64,7 +75,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import gpuad as ad  # noqa: E402
-from gpuad.devices.cuda import KernelDevice  # noqa: E402
 
 
 class NullLauncher:
@@ -142,7 +152,7 @@ ROWS = [
 TEARDOWN = "tape.__exit__(None, None, None)"
 
 
-def _gpuad_namespace(dev, rows, cols):
+def _gpuad_namespace(ad, dev, rows, cols):
     f32 = np.dtype(np.float32)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((rows, cols)).astype(f32)
@@ -198,28 +208,84 @@ def make_timer(stmt, ns, setup="", teardown=""):
     return local["inner"]
 
 
-def measure(inner, repeats, target, max_number=10 ** 6):
-    """Median, min and every repeat, in µs per call; ``number`` calibrated first."""
+def _calibrate(inner, target, max_number=10 ** 6) -> int:
+    """Calls per repeat: about ``target`` seconds' worth."""
     number = 1
     while True:
         t = inner(number, time.perf_counter)
         if t >= target / 5 or number >= max_number:
             break
         number *= 10 if t < target / 50 else 2
-    number = max(1, min(max_number, int(number * target / max(t, 1e-9))))
-    runs = [inner(number, time.perf_counter) / number * 1e6 for _ in range(repeats)]
-    return {"median_us": statistics.median(runs), "min_us": min(runs), "number": number, "runs_us": runs}
+    return max(1, min(max_number, int(number * target / max(t, 1e-9))))
 
 
-def _git_commit():
+def measure(timers: dict, repeats, target) -> dict:
+    """Per timer: median, min and every repeat, in µs per call. ``number`` is
+    calibrated per timer first; then the timers' repeats alternate (in turned
+    order every other round), so drift of the machine hits every timer alike."""
+    numbers = {k: _calibrate(inner, target) for k, inner in timers.items()}
+    runs = {k: [] for k in timers}
+    order = list(timers)
+    for r in range(repeats):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            runs[k].append(timers[k](numbers[k], time.perf_counter) / numbers[k] * 1e6)
+    return {k: {"median_us": statistics.median(v), "min_us": min(v), "number": numbers[k], "runs_us": v}
+            for k, v in runs.items()}
+
+
+class GpuadSide:
+    """One gpuad package (this checkout's, or a baseline's) over a NullLauncher."""
+
+    def __init__(self, module, rows, cols):
+        self.ad = module
+        kernel_device = importlib.import_module(module.__name__ + ".devices.cuda").KernelDevice
+        self.dev = kernel_device(NullLauncher())
+        self.ns = _gpuad_namespace(module, self.dev, rows, cols)
+
+    def timer(self, stmt, setup):
+        if not setup:
+            return make_timer(stmt, self.ns)
+        inner = make_timer(stmt, self.ns, setup, TEARDOWN)
+
+        def with_tape(number, timer):  # a fresh tape per repeat: nodes do not pile up
+            self.ns["tape"] = self.ad.GradientTape(persistent=False)
+            return inner(number, timer)
+        return with_tape
+
+
+def load_baseline(path):
+    """The ``gpuad`` package of the checkout ``path``, imported as ``gpuad_baseline``."""
+    pkg = Path(path).resolve() / "gpuad"
+    if not (pkg / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {path}: no gpuad/__init__.py there (give a checkout's root)")
+    spec = importlib.util.spec_from_file_location("gpuad_baseline", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpuad_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _git_commit(where=ROOT):
+    """``abc1234`` (``+dirty`` with uncommitted changes to tracked files), or None."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _fmt(x):
@@ -239,6 +305,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 repeats of ~2 ms")
     parser.add_argument("--only", default=None, help="run only the rows whose name contains this")
     parser.add_argument("--no-torch", action="store_true", help="gpuad only")
+    parser.add_argument("--baseline", metavar="DIR", default=None,
+                        help="also time the gpuad of checkout DIR, interleaved (before/after a change)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write every figure as JSON")
     args = parser.parse_args(argv)
     if args.quick:
@@ -255,8 +323,9 @@ def main(argv=None) -> int:
         except ImportError:
             torch = None
 
-    dev = KernelDevice(NullLauncher())
-    gns = _gpuad_namespace(dev, args.rows, args.cols)
+    sides = {"gpuad": GpuadSide(ad, args.rows, args.cols)}
+    if args.baseline:
+        sides["baseline"] = GpuadSide(load_baseline(args.baseline), args.rows, args.cols)
     tns = _torch_namespace(torch, trows, tcols) if torch is not None else None
     rows = [r for r in ROWS if args.only is None or args.only in r[0]]
     results = {}
@@ -264,31 +333,33 @@ def main(argv=None) -> int:
         name, gstmt, tstmt = row[:3]
         setup = row[3] if len(row) > 3 else ""
         tsetup = row[4] if len(row) > 4 else ""
-        entry = {"gpuad_stmt": gstmt, "torch_stmt": tstmt}
-        if setup:  # a fresh tape per repeat: its nodes do not pile up across repeats
-            def ginner(number, timer, _inner=make_timer(gstmt, gns, setup, TEARDOWN)):
-                gns["tape"] = ad.GradientTape(persistent=False)
-                return _inner(number, timer)
-        else:
-            ginner = make_timer(gstmt, gns)
-        entry["gpuad"] = measure(ginner, args.repeats, args.target_seconds)
+        timers = {k: side.timer(gstmt, setup) for k, side in sides.items()}
         if tns is not None:
-            entry["torch"] = measure(make_timer(tstmt, tns, tsetup), args.repeats, args.target_seconds)
+            timers["torch"] = make_timer(tstmt, tns, tsetup)
+        entry = {"gpuad_stmt": gstmt, "torch_stmt": tstmt}
+        entry.update(measure(timers, args.repeats, args.target_seconds))
+        g = entry["gpuad"]["median_us"]
+        entry["ratio"] = g / entry["torch"]["median_us"] if "torch" in entry else None
+        if "baseline" in entry:
+            entry["vs_baseline"] = g / entry["baseline"]["median_us"]
         results[name] = entry
 
     width = max(len(n) for n in results) if results else 10
     print(f"# gpuad launch-layer host overhead (do-nothing launcher), µs per call, median of "
           f"{args.repeats} repeats")
     print(f"# gpuad buffers ({args.rows}, {args.cols}); torch {torch.__version__ if torch else 'absent'}"
-          f" on CPU, 1 thread, ({trows}, {tcols})")
-    print(f"| {'call':<{width}} | gpuad µs | torch µs | gpuad/torch |")
-    print(f"|{'-' * (width + 2)}|---:|---:|---:|")
+          f" on CPU, 1 thread, ({trows}, {tcols})" + (f"; baseline: gpuad of {args.baseline}"
+                                                       if args.baseline else ""))
+    extra_head = " baseline µs | gpuad/baseline |" if args.baseline else ""
+    print(f"| {'call':<{width}} | gpuad µs | torch µs | gpuad/torch |" + extra_head)
+    print(f"|{'-' * (width + 2)}|---:|---:|---:|" + ("---:|---:|" if args.baseline else ""))
     for name, e in results.items():
         g = e["gpuad"]["median_us"]
         t = e["torch"]["median_us"] if "torch" in e else None
-        ratio = g / t if t else None
-        e["ratio"] = ratio
-        print(f"| {name:<{width}} | {_fmt(g):>8} | {_fmt(t):>8} | {_fmt(ratio):>11} |")
+        line = f"| {name:<{width}} | {_fmt(g):>8} | {_fmt(t):>8} | {_fmt(e['ratio']):>11} |"
+        if args.baseline:
+            line += f" {_fmt(e['baseline']['median_us']):>11} | {_fmt(e['vs_baseline']):>14} |"
+        print(line)
 
     if args.json:
         report = {
@@ -297,12 +368,15 @@ def main(argv=None) -> int:
             "command": " ".join([Path(sys.argv[0]).name if sys.argv else "launch_overhead.py"] +
                                 (argv if argv is not None else sys.argv[1:])),
             "gpuad_commit": _git_commit(),
+            "baseline_commit": _git_commit(args.baseline) if args.baseline else None,
             "host": {"python": platform.python_version(), "machine": platform.machine(),
-                     "processor": platform.processor(), "cpus": os.cpu_count()},
+                     "cpu": _cpu_model(), "cpus": os.cpu_count(),
+                     "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
             "versions": {"gpuad": ad.__version__, "numpy": np.__version__,
                          "torch": torch.__version__ if torch else None},
             "settings": {"rows": args.rows, "cols": args.cols, "torch_shape": [trows, tcols],
-                         "repeats": args.repeats, "target_seconds": args.target_seconds},
+                         "repeats": args.repeats, "target_seconds": args.target_seconds,
+                         "baseline": str(Path(args.baseline).resolve()) if args.baseline else None},
             "results": results,
         }
         path = Path(args.json)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "launch_overhead.py"
 
@@ -53,3 +55,21 @@ def test_launch_overhead_quick(tmp_path):
         assert math.isfinite(float(cells[0]))
         if has_torch:
             assert math.isfinite(e["ratio"]) and math.isfinite(float(cells[2]))
+
+
+def test_launch_overhead_against_a_baseline_checkout(tmp_path):
+    """--baseline DIR imports DIR's gpuad beside this one (here: this checkout itself)."""
+    out = tmp_path / "overhead.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--no-torch", "--only", "dev.binary mul",
+                           "--baseline", str(ROOT), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"dev.binary mul", "dev.binary mul scalar"}
+    for e in report["results"].values():
+        assert e["baseline"]["median_us"] > 0 and math.isfinite(e["vs_baseline"])
+        assert "torch" not in e and e["ratio"] is None
+    assert "| gpuad/baseline |" in proc.stdout
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, str(SCRIPT), "--quick", "--baseline", str(tmp_path)],
+                       capture_output=True, check=True, timeout=600, cwd=ROOT)
