@@ -96,6 +96,9 @@ def test_integer_checks_still_run_with_plans(dev):
 def test_plan_caches_are_bounded(dev, monkeypatch):
     monkeypatch.setattr(E, "_PLAN_CAP", 8)
     monkeypatch.setattr(NN, "_PLAN_CAP", 8)
+    for name in ("_binary_plans", "_unary_plans", "_fill_plans", "_fill_values"):
+        monkeypatch.setattr(E, name, {})  # (earlier tests may have filled them past 8)
+    monkeypatch.setattr(NN, "_plans", {})
     for n in range(1, 30):
         x = np.ones((n, 2), F32)
         same(dev.binary("mul", x, x), x * x)
