@@ -61,7 +61,6 @@ import json
 import math
 import os
 import platform
-import importlib
 import statistics
 import subprocess
 import sys
