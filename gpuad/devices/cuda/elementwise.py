@@ -35,10 +35,21 @@ float64 first (NumPy's true division); ``where`` with any condition dtype (cast 
 bool first) and any value dtype; ``cast`` and ``fill`` between/for all five.
 Mixed operand dtypes (NumPy would promote) raise TypeError: the op layer never
 sends them.
+
+Launch plans: everything a launch needs besides the buffers -- kernel name, output
+shape and dtype, work items, the ``n`` argument, the operands' Layouts -- depends
+only on the op and the operands' dtypes, shapes and strides. Each family keeps it
+per such key in a bounded dict (:data:`_PLAN_CAP` entries, emptied when full; keys
+hold no buffers), so a repeated op does no shape arithmetic, dtype lookup or string
+formatting: its host work is one dict lookup, the allocation and the launch. Errors
+are never cached (a key that raises is worked out, and raises, on every call), and
+the integer paths with checks (``div``, ``pow``, ``floordiv``, ``floormod`` of
+integers) take the general path every time.
 """
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 
 import numpy as np
@@ -147,6 +158,82 @@ def _broadcast(family, op, *shapes) -> tuple:
                          f"(NumPy rules)") from None
 
 
+# -- launch plans (see the module docstring) ---------------------------------------------
+# A plan is a tuple computed from the operands' dtypes, shapes and strides only: the
+# planners read buffers' shape, strides, dtype, size and C-contiguity flag (itself a
+# function of shape, strides and item size, in NumPy and CuPy alike), never keep them.
+# A plan's shape is a tuple and its dtype a NumPy dtype, so outputs are allocated by
+# the launcher directly (``dev.empty`` would only normalise those two).
+
+#: Plans kept per family; a full cache is emptied (shapes that change all the time
+#: cost a plan per call, as before plans, and never grow memory).
+_PLAN_CAP = 4096
+
+_unary_plans: dict = {}
+_binary_plans: dict = {}
+_grad_plans: dict = {}
+_where_plans: dict = {}
+_cast_plans: dict = {}
+_fill_plans: dict = {}
+_fill_values: dict = {}
+
+
+def _cached(plans: dict, key, plan):
+    if len(plans) >= _PLAN_CAP:
+        plans.clear()
+    plans[key] = plan
+    return plan
+
+
+def _plan1(base, x, dtype) -> tuple:
+    """``(shape, dtype, kernel, work, n, layout)`` of a one-operand kernel
+    (``<base>_contig`` or ``<base>_strided``) writing a new ``dtype`` buffer;
+    kernel None: nothing to launch."""
+    shape = tuple(x.shape)
+    n = math.prod(shape)
+    if not n:
+        return (shape, dtype, None, 0, None, None)
+    if x.flags.c_contiguous:
+        return (shape, dtype, f"{base}_contig", _work(n, x.dtype, dtype), L.i64(n), None)
+    (lx,) = _layouts_of(shape, x)
+    return (shape, dtype, f"{base}_strided", n, L.i64(n), lx)
+
+
+def _run1(dev, plan, x):
+    shape, dtype, kernel, work, n, lx = plan
+    out = dev.launcher.empty(shape, dtype)
+    if kernel is not None:
+        dev.launch(kernel, work, (out, x, n) if lx is None else (out, x, lx, n))
+    return out
+
+
+def _plan2(base, x, y, shape, dtype, scalar_variants) -> tuple:
+    """``(shape, dtype, kernel, work, n, layout x, layout y)`` of a two-operand kernel
+    family (binary, unary_grad) writing a new ``dtype`` buffer of ``shape``."""
+    shape = tuple(shape)
+    n = math.prod(shape)
+    if not n:
+        return (shape, dtype, None, 0, None, None, None)
+    work = _work(n, x.dtype, dtype)
+    if _contiguous_as(x, n) and _contiguous_as(y, n):
+        return (shape, dtype, base + "_contig", work, L.i64(n), None, None)
+    if scalar_variants and x.size == 1 and _contiguous_as(y, n):
+        return (shape, dtype, base + "_sx", work, L.i64(n), None, None)
+    if scalar_variants and y.size == 1 and _contiguous_as(x, n):
+        return (shape, dtype, base + "_sy", work, L.i64(n), None, None)
+    lx, ly = _layouts_of(shape, x, y)
+    return (shape, dtype, base + "_strided", n, L.i64(n), lx, ly)
+
+
+def _run2(dev, plan, x, y, tail=()):
+    shape, dtype, kernel, work, n, lx, ly = plan
+    out = dev.launcher.empty(shape, dtype)
+    if kernel is not None:
+        args = (out, x, y, n) if lx is None else (out, x, lx, y, ly, n)
+        dev.launch(kernel, work, args + tail if tail else args)
+    return out
+
+
 # -- scalars made by fill, known on the host ------------------------------------------
 # Buffers are immutable, so a one-element buffer made by fill() holds its fill value
 # for its whole life: integer pow/floordiv/floormod by such a scalar (every Python
@@ -194,77 +281,79 @@ def _zeroed_flag(dev):
 # -- families -------------------------------------------------------------------------
 
 def unary(dev, op, x):
+    key = (op, x.dtype, x.shape, x.strides)
+    plan = _unary_plans.get(key)
+    if plan is None:
+        plan = _cached(_unary_plans, key, _unary_plan(op, x))
+    return _run1(dev, plan, x)
+
+
+def _unary_plan(op, x):
     spec = _UNARY.get(op)
     if spec is None:
         raise KeyError(f"unknown unary op {op!r}")
     supported, to_bool = spec
     s = _sfx("unary", op, x.dtype, supported)
-    rdt = _BOOL if to_bool else x.dtype
-    return _launch1(dev, f"unary_{op}_{s}", x, rdt)
-
-
-def _launch1(dev, base, x, dtype):
-    """One launch of a one-operand kernel (``<base>_contig`` or ``<base>_strided``)
-    into a new contiguous buffer of ``dtype``."""
-    out = dev.empty(x.shape, dtype)
-    n = out.size
-    if n:
-        if x.flags.c_contiguous:
-            dev.launch(f"{base}_contig", _work(n, x.dtype, dtype), (out, x, L.i64(n)))
-        else:
-            (lx,) = _layouts_of(x.shape, x)
-            dev.launch(f"{base}_strided", n, (out, x, lx, L.i64(n)))
-    return out
-
-
-def _launch2(dev, base, out, x, y, scalar_variants, tail=()):
-    """One launch of a two-operand kernel family (binary, unary_grad) into ``out``."""
-    n = out.size
-    work = _work(n, x.dtype, out.dtype)
-    if _contiguous_as(x, n) and _contiguous_as(y, n):
-        dev.launch(base + "_contig", work, (out, x, y, L.i64(n)) + tail)
-    elif scalar_variants and x.size == 1 and _contiguous_as(y, n):
-        dev.launch(base + "_sx", work, (out, x, y, L.i64(n)) + tail)
-    elif scalar_variants and y.size == 1 and _contiguous_as(x, n):
-        dev.launch(base + "_sy", work, (out, x, y, L.i64(n)) + tail)
-    else:
-        lx, ly = _layouts_of(out.shape, x, y)
-        dev.launch(base + "_strided", n, (out, x, lx, y, ly, L.i64(n)) + tail)
+    return _plan1(f"unary_{op}_{s}", x, _BOOL if to_bool else x.dtype)
 
 
 def binary(dev, op, x, y):
+    dt = x.dtype
+    if dt is y.dtype:  # (else the general path: equal dtypes that are distinct objects, or an error)
+        key = (op, dt, x.shape, x.strides, y.shape, y.strides)
+        plan = _binary_plans.get(key)
+        if plan is None:
+            plan = _cached(_binary_plans, key, _binary_plan(op, x, y))
+        if plan:
+            return _run2(dev, plan, x, y)
+    return _binary(dev, op, x, y)
+
+
+def _binary_spec(op):
     spec = _BINARY.get(op)
     if spec is None:
         raise KeyError(f"unknown binary op {op!r}")
-    supported, to_bool = spec
+    return spec
+
+
+def _binary_plan(op, x, y):
+    """The plan of ``binary(op, x, y)`` for operands of one dtype, or False where
+    the general path must run (integer ``div``, and the checked integer ops)."""
+    supported, to_bool = _binary_spec(op)
+    dt = x.dtype
+    if dt.kind in "iu" and (op == "div" or op in _CHECKED):
+        return False
+    s = _sfx("binary", op, dt, supported)
+    shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
+    return _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
+
+
+def _binary(dev, op, x, y):
+    """binary() without a cached plan: every case, checks included."""
+    supported, to_bool = _binary_spec(op)
     dt = _same_dtype("binary", op, x, y)
     if op == "div" and dt.kind in "iu":  # true division of integers: float64, as NumPy
         x, y = cast(dev, "cast", x, _F64), cast(dev, "cast", y, _F64)
         dt = _F64
     s = _sfx("binary", op, dt, supported)
     shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
-    out = dev.empty(shape, _BOOL if to_bool else dt)
+    plan = _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
     if not (op in _CHECKED and dt.kind == "i"):
-        if out.size:
-            _launch2(dev, f"binary_{op}_{s}", out, x, y, True)
-        return out
+        return _run2(dev, plan, x, y)
 
     # integer pow / floordiv / floormod: y's bad values raise, as on the cpu device
     bad, message = _CHECKED[op]
     if y.size == 0:
-        return out  # then out is empty too
+        return _run2(dev, plan, x, y)  # then out is empty too: nothing launches
     known = _known_value(y)
     if known is not None:  # a fill scalar: checked here; the kernel's flag goes unread
         if bad(known):
             raise InvalidArgumentError(message, op)
-        if out.size:
-            _launch2(dev, f"binary_{op}_{s}", out, x, y, True, (_scratch_flag(dev),))
-        return out
+        return _run2(dev, plan, x, y, (_scratch_flag(dev),))
     flag = _zeroed_flag(dev)
-    if out.size:
-        _launch2(dev, f"binary_{op}_{s}", out, x, y, True, (flag,))
-    else:  # no output, but the cpu device still checks every element of y
+    out = _run2(dev, plan, x, y, (flag,))
+    if not out.size:  # no output, but the cpu device still checks every element of y
         (ly,) = _layouts_of(y.shape, y)
         dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)))
     if dev.to_host(flag)[0]:
@@ -273,68 +362,138 @@ def binary(dev, op, x, y):
 
 
 def unary_grad(dev, op, a, dy):
+    dt = a.dtype
+    if dt is dy.dtype:
+        key = (op, dt, a.shape, a.strides, dy.shape, dy.strides)
+        plan = _grad_plans.get(key)
+        if plan is None:
+            plan = _cached(_grad_plans, key, _unary_grad_plan(op, a, dy))
+    else:
+        plan = _unary_grad_plan(op, a, dy)
+    return _run2(dev, plan, a, dy)
+
+
+def _unary_grad_plan(op, a, dy):
     supported = _UNARY_GRAD.get(op)
     if supported is None:
         raise KeyError(f"unknown unary_grad op {op!r}")
     dt = _same_dtype("unary_grad", op, a, dy)
     s = _sfx("unary_grad", op, dt, supported)
     shape = a.shape if a.shape == dy.shape else _broadcast("unary_grad", op, a.shape, dy.shape)
-    out = dev.empty(shape, dt)
-    if out.size:
-        _launch2(dev, f"unary_grad_{op}_{s}", out, a, dy, False)
-    return out
+    return _plan2(f"unary_grad_{op}_{s}", a, dy, shape, dt, False)
 
 
 def where(dev, op, c, x, y):
-    if c.dtype != _BOOL:  # NumPy reads any condition as its truth value
+    if c.dtype is not _BOOL and c.dtype != _BOOL:  # NumPy reads any condition as its truth value
         c = cast(dev, "cast", c, _BOOL)
+    dt = x.dtype
+    if dt is y.dtype:
+        key = (op, dt, c.shape, c.strides, x.shape, x.strides, y.shape, y.strides)
+        plan = _where_plans.get(key)
+        if plan is None:
+            plan = _cached(_where_plans, key, _where_plan(op, c, x, y))
+    else:
+        plan = _where_plan(op, c, x, y)
+    shape, dt, kernel, work, n, layouts = plan
+    out = dev.launcher.empty(shape, dt)
+    if kernel is not None:
+        if layouts is None:
+            dev.launch(kernel, work, (out, c, x, y, n))
+        else:
+            lc, lx, ly = layouts
+            dev.launch(kernel, work, (out, c, lc, x, lx, y, ly, n))
+    return out
+
+
+def _where_plan(op, c, x, y):
+    """``(shape, dtype, kernel, work, n, layouts or None)`` of where(c, x, y), c bool."""
     dt = _same_dtype("where", op, x, y)
     s = _sfx("where", op, dt, _ALL)
     if c.shape == x.shape == y.shape:
-        shape = c.shape
+        shape = tuple(c.shape)
     else:
         shape = _broadcast("where", op, c.shape, x.shape, y.shape)
-    out = dev.empty(shape, dt)
-    n = out.size
-    if n:
-        work = _work(n, dt)
-        if _contiguous_as(c, n):
-            if _contiguous_as(x, n) and _contiguous_as(y, n):
-                return _launch_where(dev, f"where_{s}_contig", work, out, c, x, y, n)
-            if x.size == 1 and _contiguous_as(y, n):
-                return _launch_where(dev, f"where_{s}_sx", work, out, c, x, y, n)
-            if y.size == 1 and _contiguous_as(x, n):
-                return _launch_where(dev, f"where_{s}_sy", work, out, c, x, y, n)
-        lc, lx, ly = _layouts_of(shape, c, x, y)
-        dev.launch(f"where_{s}_strided", n, (out, c, lc, x, lx, y, ly, L.i64(n)))
-    return out
-
-
-def _launch_where(dev, name, work, out, c, x, y, n):
-    dev.launch(name, work, (out, c, x, y, L.i64(n)))
-    return out
+    n = math.prod(shape)
+    if not n:
+        return (shape, dt, None, 0, None, None)
+    work = _work(n, dt)
+    if _contiguous_as(c, n):
+        if _contiguous_as(x, n) and _contiguous_as(y, n):
+            return (shape, dt, f"where_{s}_contig", work, L.i64(n), None)
+        if x.size == 1 and _contiguous_as(y, n):
+            return (shape, dt, f"where_{s}_sx", work, L.i64(n), None)
+        if y.size == 1 and _contiguous_as(x, n):
+            return (shape, dt, f"where_{s}_sy", work, L.i64(n), None)
+    return (shape, dt, f"where_{s}_strided", n, L.i64(n), _layouts_of(shape, c, x, y))
 
 
 def cast(dev, op, x, dtype):
+    try:
+        key = (x.dtype, dtype, x.shape, x.strides)
+        plan = _cast_plans.get(key)
+    except TypeError:  # an unhashable dtype argument: the planner says what is wrong with it
+        key = plan = None
+    if plan is None:
+        plan = _cast_plan(x, dtype)
+        if key is not None:
+            _cached(_cast_plans, key, plan)
+    return _run1(dev, plan, x)
+
+
+def _cast_plan(x, dtype):
     dtype = np.dtype(dtype)
     fs = _sfx("cast", "from", x.dtype, _ALL)
     ts = _sfx("cast", "to", dtype, _ALL)
-    return _launch1(dev, f"cast_{fs}_{ts}", x, dtype)
+    return _plan1(f"cast_{fs}_{ts}", x, dtype)
 
 
 def fill(dev, op, shape, value, dtype):
+    try:
+        key = (op, shape, dtype)
+        plan = _fill_plans.get(key)
+    except TypeError:  # a list for shape, an unhashable dtype argument
+        key = plan = None
+    if plan is None:
+        plan = _fill_plan(op, shape, dtype)
+        if key is not None:
+            _cached(_fill_plans, key, plan)
+    shape, dtype, kernel, work, n = plan
+    v = _fill_value(value, dtype)
+    out = dev.launcher.empty(shape, dtype)
+    if kernel is not None:
+        dev.launch(kernel, work, (out, v, n))
+        if n == 1:
+            _remember(out, v)
+    return out
+
+
+def _fill_plan(op, shape, dtype):
+    """``(shape, dtype, kernel, work, n)`` of fill; kernel None: nothing to launch."""
     dtype = np.dtype(dtype)
     s = _sfx("fill", op, dtype, _ALL)
-    # The value as np.full converts it (unsafe casting; a Python int out of range
-    # raises OverflowError), as the scalar kernel argument of the right C type.
+    shape = tuple(shape)
+    n = math.prod(shape)
+    if not n:  # (a bad shape, e.g. a negative size, is left to the allocation to reject)
+        return (shape, dtype, None, 0, None)
+    return (shape, dtype, f"fill_{s}", _work(n, dtype), L.i64(n))
+
+
+def _fill_value(value, dtype):
+    """``value`` as np.full converts it (unsafe casting; a Python int out of range
+    raises OverflowError), as the scalar kernel argument of the right C type.
+    Python numbers are converted once per (type, value, dtype): the key tells 0.0
+    from -0.0, and NaN, never equal to itself, is not kept."""
+    cls = type(value)
+    key = None
+    if (cls is float or cls is int or cls is bool) and value == value:
+        key = (cls, value, dtype) if value else (cls, value, dtype, math.copysign(1.0, value))
+        v = _fill_values.get(key)
+        if v is not None:
+            return v
     box = np.empty((), dtype)
     with np.errstate(all="ignore"):  # NaN -> int: the integer minimum, silently
         np.copyto(box, value, casting="unsafe")
     v = box[()]
-    out = dev.empty(tuple(shape), dtype)
-    n = out.size
-    if n:
-        dev.launch(f"fill_{s}", _work(n, dtype), (out, v, L.i64(n)))
-        if n == 1:
-            _remember(out, v)
-    return out
+    if key is not None:
+        _cached(_fill_values, key, v)
+    return v

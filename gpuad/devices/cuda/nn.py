@@ -11,8 +11,14 @@ row) for rows up to ``_WARP_MAX_LEN`` and ``block`` (one block per row) beyond.
 
 :func:`softmax_xent_bwd` is the fused backward kernel
 ``g[..., None] * (softmax(logits) - labels)``; the protocol does not call it yet.
+
+softmax and softmax_xent keep their launch plan (kernel, work items, row Layouts,
+scalar arguments) per (op, dtypes, shapes, strides, axis, schedule) in a bounded
+dict, as the element-wise families do: a repeated call does no row geometry.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -56,13 +62,39 @@ def _schedule(len_, nrows, x_axis_stride, schedule):
     return "warp" if len_ <= _WARP_MAX_LEN else "block"
 
 
-def _launch_rows(dev, name, schedule, nrows, args):
+def _rows_kernel(name, schedule, nrows):
+    """(kernel, work items) of a row kernel ``name`` under ``schedule``."""
     if schedule == "warp":
-        dev.launch(f"{name}_warp", nrows * 32, args)
-    elif schedule == "block":
-        dev.launch(f"{name}_block", nrows * L.BLOCK, args)
-    else:
-        dev.launch(f"{name}_col", nrows, args)
+        return f"{name}_warp", nrows * 32
+    if schedule == "block":
+        return f"{name}_block", nrows * L.BLOCK
+    return f"{name}_col", nrows
+
+
+def _launch_rows(dev, name, schedule, nrows, args):
+    kernel, work = _rows_kernel(name, schedule, nrows)
+    dev.launch(kernel, work, args)
+
+
+#: Launch plans of softmax and softmax_xent, keyed by dtypes, shapes, strides, axis
+#: and schedule only (no buffers); emptied when full.
+_PLAN_CAP = 4096
+_plans: dict = {}
+
+
+def _plan(key, make, *args):
+    """The cached plan of ``key``, else ``make(*args)`` (kept unless the key is
+    unhashable; errors are never kept)."""
+    try:
+        plan = _plans.get(key)
+    except TypeError:  # an unhashable axis or schedule: the planner says what is wrong
+        return make(*args)
+    if plan is None:
+        plan = make(*args)
+        if len(_plans) >= _PLAN_CAP:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
 
 
 def _axis(axis, ndim):
@@ -80,23 +112,45 @@ def softmax_xent(dev, op, labels, logits, axis):
 
 
 def _softmax(dev, op, x, axis, schedule=None):
+    dt = x.dtype
+    shape, kernel, work, lo, oa, lx, xa, nrows, len_ = _plan(
+        (op, dt, x.shape, x.strides, axis, schedule), _softmax_plan, op, x, axis, schedule)
+    out = dev.launcher.empty(shape, dt)  # (shape a tuple, dt a NumPy dtype: what dev.empty makes)
+    if kernel is not None:
+        dev.launch(kernel, work, (out, lo, oa, x, lx, xa, nrows, len_))
+    return out
+
+
+def _softmax_plan(op, x, axis, schedule):
+    """``(out shape, kernel, work, *the kernel's arguments but out and x)``."""
     if op not in ("softmax", "log_softmax"):
         raise KeyError(op)
     sfx = _float_suffix(x.dtype, op)
     axis = _axis(axis, len(x.shape))
     shape = tuple(x.shape)
-    out = dev.empty(shape, x.dtype)
-    if out.size == 0:
-        return out
+    size = math.prod(shape)
+    if size == 0:
+        return shape, None, 0, None, None, None, None, None, None
     rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, L.element_strides(x), c_strides(shape))
-    nrows = out.size // len_
-    args = (out, L.make_layout(rshape, orr), L.i64(oa), x, L.make_layout(rshape, xr), L.i64(xa),
-            L.i64(nrows), L.i64(len_))
-    _launch_rows(dev, f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows, args)
-    return out
+    nrows = size // len_
+    kernel, work = _rows_kernel(f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
+    return (shape, kernel, work, L.make_layout(rshape, orr), L.i64(oa), L.make_layout(rshape, xr),
+            L.i64(xa), L.i64(nrows), L.i64(len_))
 
 
 def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
+    dt = logits.dtype
+    shape, kernel, work, ly, ya, lx, xa, nrows, len_ = _plan(
+        (op, labels.dtype, dt, labels.shape, labels.strides, logits.shape, logits.strides, axis, schedule),
+        _softmax_xent_plan, op, labels, logits, axis, schedule)
+    out = dev.launcher.empty(shape, dt)
+    if kernel is not None:
+        dev.launch(kernel, work, (out, labels, ly, ya, logits, lx, xa, nrows, len_))
+    return out
+
+
+def _softmax_xent_plan(op, labels, logits, axis, schedule):
+    """``(out shape, kernel, work, *the kernel's arguments but out, labels and logits)``."""
     if op != "softmax_xent":
         raise KeyError(op)
     sfx = _float_suffix(logits.dtype, op)
@@ -104,16 +158,15 @@ def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
         raise TypeError(f"{op}: labels ({labels.dtype}) and logits ({logits.dtype}) differ in dtype")
     axis = _axis(axis, len(logits.shape))
     shape = tuple(logits.shape)
-    out = dev.empty(shape[:axis] + shape[axis + 1:], logits.dtype)
-    nrows = out.size
+    out_shape = shape[:axis] + shape[axis + 1:]
+    nrows = math.prod(out_shape)
     if nrows == 0:
-        return out
+        return out_shape, None, 0, None, None, None, None, None, None
     rshape, (yr, xr), (ya, xa), len_ = _rows(shape, axis, broadcast_strides(labels, shape),
                                              L.element_strides(logits))
-    args = (out, labels, L.make_layout(rshape, yr), L.i64(ya), logits, L.make_layout(rshape, xr), L.i64(xa),
-            L.i64(nrows), L.i64(len_))
-    _launch_rows(dev, f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows, args)
-    return out
+    kernel, work = _rows_kernel(f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
+    return (out_shape, kernel, work, L.make_layout(rshape, yr), L.i64(ya), L.make_layout(rshape, xr),
+            L.i64(xa), L.i64(nrows), L.i64(len_))
 
 
 def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
