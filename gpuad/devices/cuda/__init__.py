@@ -80,9 +80,14 @@ class KernelDevice(Device):
         library (:class:`CudaUnavailableError`: NVRTC) pass as they are.
         """
         try:
-            g = blocks if blocks is not None else L.grid(n, self.max_blocks_for(kernel, block, shared_mem),
-                                                         block)
-            self.launcher.launch(kernel, g, block, args, shared_mem)
+            if blocks is None:  # L.grid, inline: this runs for every op
+                blocks = (n + block - 1) // block
+                cap = self.max_blocks_for(kernel, block, shared_mem)
+                if blocks > cap:
+                    blocks = cap
+                elif blocks < 1:
+                    blocks = 1
+            self.launcher.launch(kernel, blocks, block, args, shared_mem)
             if self.sync:
                 self.launcher.synchronize()
         except (MemoryError, TypeError, ValueError, CudaUnavailableError):
