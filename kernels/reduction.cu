@@ -477,7 +477,7 @@ __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* 
 //   paths (red of rank 1; stride 1 for _contig): with split == 1 the results into `out`
 //   as NAME, with split > 1 the states into `out` as NAME_partial.
 // The fast paths ask for 4 resident blocks of 256 threads per SM: at most 64 registers
-// (they take 52-64 so; 5 blocks, 48 registers, would spill).
+// (they take 48-64 so on sm_90; 5 blocks, 48 registers, would spill).
 #ifndef GPUAD_REDUCTION_MIN_BLOCKS
 #define GPUAD_REDUCTION_MIN_BLOCKS 4
 #endif
