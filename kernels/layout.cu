@@ -9,9 +9,10 @@
 //
 // Kernels (sfx in f32 f64 i32 i64 b8; isfx, the index dtype, in i32 i64):
 //   layout_zero_<sfx>                 out[i] = 0
-//   layout_copy_<sfx>_contig          contiguous -> contiguous (with offsets)
 //   layout_copy_<sfx>                 strided -> contiguous
 //   layout_copy_<sfx>_dst_strided     strided -> strided
+// (contiguous -> contiguous is no kernel: the launch layer copies the bytes with
+// cudaMemcpyAsync, which runs at the device's copy bandwidth.)
 //   layout_transpose_<sfx>_tiled      (B, I, J) contiguous <- source with stride 1 along I,
 //                                     through 32x33 shared-memory tiles
 //   gather_<sfx>_<isfx>               out[o, k, n] = x[o, idx[k], n]  (0 out of range)
@@ -27,20 +28,51 @@ __device__ void zero(T* __restrict__ out, int64_t n) {
     GPUAD_GRID_STRIDE(i, n) out[i] = T(0);
 }
 
-template <class T>
-__device__ void copy_contig(T* __restrict__ out, int64_t out_off, const T* __restrict__ in, int64_t in_off,
-                            int64_t n) {
-    out += out_off;
-    in += in_off;
-    GPUAD_GRID_STRIDE(i, n) out[i] = in[i];
+// The element offset of row-major index `linear` (over l.shape) in layout l. With
+// `small` (every index below 2^32) in 32-bit arithmetic: a 64-bit division is a
+// software routine on GPUs, several times the cost of a 32-bit one. The outermost
+// axis needs no division (what is left of the index is below its size).
+__device__ __forceinline__ int64_t offset_in(int64_t linear, const Layout& l, bool small) {
+    if (!small) return offset_of(linear, l, l);
+    uint32_t rest = (uint32_t)linear;
+    int64_t offset = 0;
+    for (int d = l.rank - 1; d > 0; --d) {
+        const uint32_t n = (uint32_t)l.shape[d];
+        const uint32_t q = rest / n;
+        offset += (int64_t)(rest - q * n) * l.strides[d];
+        rest = q;
+    }
+    return l.rank > 0 ? offset + (int64_t)rest * l.strides[0] : 0;
 }
+
+// Elements per thread and grid-stride step of the strided copies. Bytes in flight per
+// SM (an H100 needs about 17 KB, an H200 about 25 KB): one element per step kept one
+// load per thread outstanding, at 36-38 registers 6 blocks x 256 threads x 4 B = 6 KB
+// for float32 (12 KB for 8-byte types). kCopyUnroll loads issued before the first store,
+// at 40-48 registers (5-6 blocks per SM): 48 KB for 4-byte types, 80 KB for 8-byte ones
+// (bool: 12 KB). The index arithmetic of each load overlaps the loads already in flight.
+constexpr int kCopyUnroll = 8;
 
 template <class T>
 __device__ void copy_strided(T* __restrict__ out, int64_t out_off, const T* __restrict__ in, int64_t in_off,
                              const Layout& src, int64_t n) {
     out += out_off;
     in += in_off;
-    GPUAD_GRID_STRIDE(i, n) out[i] = in[offset_of(i, src, src)];
+    const bool small = n <= 0xffffffffLL;
+    const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += kCopyUnroll * stride) {
+        T v[kCopyUnroll];
+#pragma unroll
+        for (int k = 0; k < kCopyUnroll; ++k) {
+            const int64_t i = i0 + k * stride;
+            v[k] = i < n ? in[offset_in(i, src, small)] : T(0);
+        }
+#pragma unroll
+        for (int k = 0; k < kCopyUnroll; ++k) {
+            const int64_t i = i0 + k * stride;
+            if (i < n) out[i] = v[k];
+        }
+    }
 }
 
 template <class T>
@@ -48,7 +80,21 @@ __device__ void copy_dst_strided(T* __restrict__ out, int64_t out_off, const Lay
                                  const T* __restrict__ in, int64_t in_off, const Layout& src, int64_t n) {
     out += out_off;
     in += in_off;
-    GPUAD_GRID_STRIDE(i, n) out[offset_of(i, dst, dst)] = in[offset_of(i, src, src)];
+    const bool small = n <= 0xffffffffLL;
+    const int64_t stride = (int64_t)blockDim.x * gridDim.x;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += kCopyUnroll * stride) {
+        T v[kCopyUnroll];
+#pragma unroll
+        for (int k = 0; k < kCopyUnroll; ++k) {
+            const int64_t i = i0 + k * stride;
+            v[k] = i < n ? in[offset_in(i, src, small)] : T(0);
+        }
+#pragma unroll
+        for (int k = 0; k < kCopyUnroll; ++k) {
+            const int64_t i = i0 + k * stride;
+            if (i < n) out[offset_in(i, dst, small)] = v[k];
+        }
+    }
 }
 
 // out (contiguous, shape B x I x J) [b, i, j] = in[b*sb + i*si + j*sj].
@@ -145,10 +191,6 @@ __device__ void one_hot(T* __restrict__ out, const I* __restrict__ idx, const La
 #define GPUAD_LAYOUT_COPY_KERNELS(T, sfx)                                                                      \
     extern "C" __global__ void layout_zero_##sfx(T* __restrict__ out, int64_t n) {                            \
         gpuad_layout::zero<T>(out, n);                                                                         \
-    }                                                                                                          \
-    extern "C" __global__ void layout_copy_##sfx##_contig(T* __restrict__ out, int64_t out_off,                \
-                                                          const T* __restrict__ in, int64_t in_off, int64_t n) { \
-        gpuad_layout::copy_contig<T>(out, out_off, in, in_off, n);                                             \
     }                                                                                                          \
     extern "C" __global__ void layout_copy_##sfx(T* __restrict__ out, int64_t out_off, const T* __restrict__ in, \
                                                  int64_t in_off, Layout src, int64_t n) {                      \

@@ -36,9 +36,13 @@
 //   grads  the gradient pointers, by value (a kernel argument, so a new set of
 //          gradients every step costs no host-to-device copy of its own)
 //
-// Each element is one work item of a grid-stride loop over [0, total); a thread
-// finds its tensor by binary search over the offsets, starting from the tensor
-// of its previous element (the loop index only grows).
+// Each element is one work item of a grid-stride loop over [0, total). The loop
+// index only grows, so a thread first checks whether its element is still inside
+// the tensor of its previous one (one compare against a register: the common case,
+// since a tensor is usually far longer than the grid's stride); only when it has
+// left that tensor does it binary search the offsets, from that tensor on, and
+// reload the tensor's pointers (kept in registers meanwhile, so an element costs no
+// table reads: its loads depend on nothing but the index).
 #include "common.cuh"
 
 #define GPUAD_OPTIM_MAX_TENSORS 256
@@ -73,36 +77,53 @@ __device__ __forceinline__ T* table_ptr(const int64_t* __restrict__ table, int64
     return reinterpret_cast<T*>(static_cast<uintptr_t>(table[index]));
 }
 
-// Runs `rule(w, g, j, k)` for every element k of every tensor j, where w points
-// at the parameter element and g is the gradient value.
-template <class T, class Rule>
+// The tensor an element belongs to, and the pointers of its buffers.
+template <class T, int kSlots>
+struct Current {
+    int64_t begin, end;  // its elements: [begin, end) of the launch's [0, total)
+    T* w;
+    const T* g;
+    T* s[kSlots > 0 ? kSlots : 1];
+};
+
+// Runs `rule(w, g, s, k)` for every element k of every tensor, where w points at the
+// parameter element, g is the gradient value and s[i] points at the element of slot i
+// (the first `slots` of kSlots are loaded; the rule uses no others).
+template <class T, int kSlots, class Rule>
 __device__ __forceinline__ void for_each_element(const int64_t* __restrict__ table, const OptimGrads& grads,
                                                  int count, int64_t total, T lr, T wd, int use_wd,
-                                                 Rule rule) {
+                                                 int slots, Rule rule) {
+    Current<T, kSlots> cur;
     int j = 0;
+    cur.begin = cur.end = 0;
     GPUAD_GRID_STRIDE(i, total) {
-        j = find_tensor(table, count, j, i);
-        const int64_t k = i - table[j];
-        T* w = table_ptr<T>(table, count + 1 + j) + k;
-        const T g = static_cast<const T*>(grads.ptr[j])[k];
+        if (i >= cur.end) {  // left the tensor of the previous element (or the first one)
+            j = find_tensor(table, count, j, i);  // table[j] <= i: search from there on
+            cur.begin = table[j];
+            cur.end = table[j + 1];
+            cur.w = table_ptr<T>(table, count + 1 + j);
+            cur.g = static_cast<const T*>(grads.ptr[j]);
+#pragma unroll
+            for (int s = 0; s < kSlots; ++s)
+                if (s < slots) cur.s[s] = table_ptr<T>(table, count + 1 + (int64_t)(1 + s) * count + j);
+        }
+        const int64_t k = i - cur.begin;
+        T* w = cur.w + k;
+        const T g = cur.g[k];
         if (use_wd) {
             *w = *w - mul_rn(mul_rn(*w, wd), lr);
         }
-        rule(w, g, j, k);
+        rule(w, g, cur.s, k);
     }
-}
-
-template <class T>
-__device__ __forceinline__ T* slot(const int64_t* __restrict__ table, int count, int s, int j, int64_t k) {
-    return table_ptr<T>(table, count + 1 + (int64_t)(1 + s) * count + j) + k;
 }
 
 template <class T>
 __device__ void sgd(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
                     T lr, T wd, int use_wd, T momentum, int has_momentum, int nesterov) {
-    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
+    for_each_element<T, 1>(table, grads, count, total, lr, wd, use_wd, has_momentum ? 1 : 0,
+                           [&](T* w, T g, T* const* s, int64_t k) {
         if (has_momentum) {
-            T* m = slot<T>(table, count, 0, j, k);
+            T* m = s[0] + k;
             const T mv = mul_rn(*m, momentum) - mul_rn(g, lr);
             *m = mv;
             if (nesterov) {
@@ -120,15 +141,16 @@ template <class T>
 __device__ void adam(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
                      T lr, T wd, int use_wd, T alpha, T one_minus_beta_1, T one_minus_beta_2, T epsilon,
                      int amsgrad) {
-    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
-        T* m = slot<T>(table, count, 0, j, k);
-        T* v = slot<T>(table, count, 1, j, k);
+    for_each_element<T, 3>(table, grads, count, total, lr, wd, use_wd, amsgrad ? 3 : 2,
+                           [&](T* w, T g, T* const* s, int64_t k) {
+        T* m = s[0] + k;
+        T* v = s[1] + k;
         const T mv = *m + mul_rn(g - *m, one_minus_beta_1);
         T vv = *v + mul_rn(mul_rn(g, g) - *v, one_minus_beta_2);
         *m = mv;
         *v = vv;
         if (amsgrad) {
-            T* vh = slot<T>(table, count, 2, j, k);
+            T* vh = s[2] + k;
             vv = nan_max(*vh, vv);
             *vh = vv;
         }
@@ -140,13 +162,15 @@ template <class T>
 __device__ void rmsprop(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
                         T lr, T wd, int use_wd, T rho, T one_minus_rho, T momentum, T epsilon,
                         int has_momentum, int centered) {
-    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
-        T* v = slot<T>(table, count, 0, j, k);
+    const int slots = 1 + (has_momentum != 0) + (centered != 0);
+    for_each_element<T, 3>(table, grads, count, total, lr, wd, use_wd, slots,
+                           [&](T* w, T g, T* const* s, int64_t k) {
+        T* v = s[0] + k;
         const T vv = mul_rn(rho, *v) + mul_rn(one_minus_rho, mul_rn(g, g));
         *v = vv;
         T denominator;
         if (centered) {
-            T* a = slot<T>(table, count, has_momentum ? 2 : 1, j, k);
+            T* a = (has_momentum ? s[2] : s[1]) + k;
             const T av = mul_rn(rho, *a) + mul_rn(one_minus_rho, g);
             *a = av;
             denominator = (vv - mul_rn(av, av)) + epsilon;
@@ -155,7 +179,7 @@ __device__ void rmsprop(const int64_t* __restrict__ table, const OptimGrads& gra
         }
         const T increment = mul_rn(lr, g) / m_sqrt(denominator);
         if (has_momentum) {
-            T* m = slot<T>(table, count, 1, j, k);
+            T* m = s[1] + k;
             const T mv = mul_rn(momentum, *m) + increment;
             *m = mv;
             *w = *w - mv;
@@ -168,8 +192,9 @@ __device__ void rmsprop(const int64_t* __restrict__ table, const OptimGrads& gra
 template <class T>
 __device__ void adagrad(const int64_t* __restrict__ table, const OptimGrads& grads, int count, int64_t total,
                         T lr, T wd, int use_wd, T epsilon) {
-    for_each_element<T>(table, grads, count, total, lr, wd, use_wd, [&](T* w, T g, int j, int64_t k) {
-        T* acc = slot<T>(table, count, 0, j, k);
+    for_each_element<T, 1>(table, grads, count, total, lr, wd, use_wd, 1,
+                           [&](T* w, T g, T* const* s, int64_t k) {
+        T* acc = s[0] + k;
         const T av = *acc + mul_rn(g, g);
         *acc = av;
         *w = *w - mul_rn(lr, g) / m_sqrt(av + epsilon);

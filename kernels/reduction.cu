@@ -15,6 +15,28 @@
 // memory), 2..32 lanes of a warp (warp shuffles), or the whole block (warp shuffles, then
 // shared memory across warps). Blocks loop over units grid-stride, block-uniformly, so
 // the shuffles and barriers are reached by every thread: any grid is correct.
+//
+// How a group reads its unit (one kernel per path, so each gets its own register budget):
+//   NAME           the general path: any `red` Layout, one element per step.
+//   NAME_contig    `red` is one axis of stride 1 (a contiguous row: softmax-like rows,
+//                  sums over the last axis or everything): 16-byte vector loads
+//                  (float4 / int4 / double2 / longlong2) from the first 16-byte boundary
+//                  on, kVecs vectors per lane in flight, over several accumulators; the
+//                  few elements before the boundary and after the last whole vector are
+//                  read one by one. Alignment is checked here, per unit, from the pointer.
+//   NAME_strided   `red` is one axis of any stride (columns: one thread per output,
+//                  adjacent threads reading adjacent outputs, coalesced): 64 bytes of
+//                  scalar loads per lane issued before any is used, over several
+//                  accumulators.
+// Both write per-unit states when split > 1 (as NAME_partial does), else the results.
+//
+// Bytes in flight per SM (what hides DRAM latency: by Little's law about 17 KB per SM on
+// an H100, 25 KB on an H200). The general path has one load per thread outstanding (its
+// loop body, index arithmetic and all, is not unrolled): at 46-60 registers, 4 blocks of
+// 256 threads per SM, that is 1024 x 4 B = 4 KB for float32 (8 KB for 8-byte types).
+// The fast paths keep 64 bytes per thread in flight (4 x 16-byte vectors, or 16 x 4-byte /
+// 8 x 8-byte scalars) and are held to 64 registers (__launch_bounds__(256, 4), no spills)
+// so that 4 blocks fit: 1024 x 64 B = 64 KB per SM, and still 32 KB at 2 blocks per SM.
 #include "common.cuh"
 
 namespace gpuad_reduction {
@@ -249,12 +271,139 @@ __device__ __forceinline__ typename Op::State block_reduce(typename Op::State v)
     return v;
 }
 
+// ---------------------------------------------------------------------------- fast paths
+// Loads a lane issues per step before using any: kVecs 16-byte vectors (_contig), or
+// Strided<T>::n scalars (_strided): 64 bytes either way.
+constexpr int kVecs = 4;
+template <class T>
+struct Strided { static constexpr int n = 64 / (int)sizeof(T); };
+
+// Accumulators per lane: independent dependency chains, combined once at the end (exact
+// for max, min and the arg ops; sums and products only change order). Four, or two for
+// 16-byte states (logsumexp, arg ops), which would otherwise not fit 64 registers.
+template <class Op>
+struct Accumulators { static constexpr int n = sizeof(typename Op::State) > 8 ? 2 : 4; };
+
+// 16 bytes of T, loaded as one vector.
+template <class T>
+struct Vec16;
+template <>
+struct Vec16<float> { typedef float4 type; };
+template <>
+struct Vec16<int32_t> { typedef int4 type; };
+template <>
+struct Vec16<double> { typedef double2 type; };
+template <>
+struct Vec16<int64_t> { typedef longlong2 type; };
+
+__device__ __forceinline__ void unpack(const float4& v, float (&e)[4]) {
+    e[0] = v.x; e[1] = v.y; e[2] = v.z; e[3] = v.w;
+}
+__device__ __forceinline__ void unpack(const int4& v, int32_t (&e)[4]) {
+    e[0] = v.x; e[1] = v.y; e[2] = v.z; e[3] = v.w;
+}
+__device__ __forceinline__ void unpack(const double2& v, double (&e)[2]) { e[0] = v.x; e[1] = v.y; }
+__device__ __forceinline__ void unpack(const longlong2& v, int64_t (&e)[2]) {
+    e[0] = (int64_t)v.x; e[1] = (int64_t)v.y;
+}
+
+// The elements of vector v, whose first element has index r, into acc.
+template <class Op, class V>
+__device__ __forceinline__ void add_vector(typename Op::State& acc, const V& v, int64_t r) {
+    typedef typename Op::In T;
+    constexpr int kV = 16 / (int)sizeof(T);
+    T e[kV];
+    unpack(v, e);
+#pragma unroll
+    for (int t = 0; t < kV; ++t) Op::add(acc, e[t], r + t);
+}
+
+// The elements [begin, end) of a contiguous row p[0..], lane `lane` of `group`: lanes take
+// 16-byte vectors round-robin, kVecs of them per step, all loaded before any is added.
+template <class Op, int N>
+__device__ __forceinline__ void accumulate_contig(typename Op::State (&acc)[N],
+                                                  const typename Op::In* __restrict__ p,
+                                                  int64_t begin, int64_t end, int lane, int group) {
+    typedef typename Op::In T;
+    typedef typename Vec16<T>::type V;
+    constexpr int kV = 16 / (int)sizeof(T);
+    // [begin, a): up to the first 16-byte boundary; [a, b): whole vectors; [b, end): the rest.
+    // A pointer not even aligned to its element (a host array, never a GPU one) reads no vector.
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(p + begin);
+    int64_t a = end;
+    if (addr % sizeof(T) == 0) {
+        const int64_t head = (int64_t)(((16 - addr % 16) % 16) / sizeof(T));
+        a = head < end - begin ? begin + head : end;
+    }
+    const int64_t nv = (end - a) / kV;
+    const int64_t b = a + nv * kV;
+    for (int64_t r = begin + lane; r < a; r += group) Op::add(acc[0], p[r], r);
+    for (int64_t r = b + lane; r < end; r += group) Op::add(acc[N - 1], p[r], r);
+    const V* __restrict__ pv = reinterpret_cast<const V*>(p + a);
+#if defined(GPUAD_HOST_EMULATION)
+    // x86 forgives a misaligned vector load, a GPU does not: make it an error here too.
+    if (nv > 0 && reinterpret_cast<uintptr_t>(pv) % 16 != 0) __trap();
+#endif
+    int64_t q = lane;  // vector index in [0, nv)
+    for (; q + (int64_t)(kVecs - 1) * group < nv; q += (int64_t)kVecs * group) {
+        V v[kVecs];
+#pragma unroll
+        for (int k = 0; k < kVecs; ++k) v[k] = pv[q + (int64_t)k * group];
+#pragma unroll
+        for (int k = 0; k < kVecs; ++k) add_vector<Op>(acc[k % N], v[k], a + (q + (int64_t)k * group) * kV);
+    }
+    if (q < nv) {  // fewer than kVecs vectors left for this lane: the same, predicated
+        V v[kVecs] = {};
+#pragma unroll
+        for (int k = 0; k < kVecs; ++k)
+            if (q + (int64_t)k * group < nv) v[k] = pv[q + (int64_t)k * group];
+#pragma unroll
+        for (int k = 0; k < kVecs; ++k)
+            if (q + (int64_t)k * group < nv) add_vector<Op>(acc[k % N], v[k], a + (q + (int64_t)k * group) * kV);
+    }
+}
+
+// The elements p[r * stride], r in [begin, end), lane `lane` of `group` (r = begin + lane,
+// then every group-th): Strided<T>::n loads per step, all issued before any is added; what
+// is left (fewer than that) four at a time.
+template <class Op, int N>
+__device__ __forceinline__ void accumulate_strided(typename Op::State (&acc)[N],
+                                                   const typename Op::In* __restrict__ p, int64_t stride,
+                                                   int64_t begin, int64_t end, int lane, int group) {
+    typedef typename Op::In T;
+    constexpr int kU = Strided<T>::n;
+    constexpr int kTail = 4;
+    const int64_t step = (int64_t)group * stride;  // between one lane's consecutive elements
+    int64_t r = begin + lane;
+    const T* q = p + r * stride;
+    for (; r + (int64_t)(kU - 1) * group < end; r += (int64_t)kU * group, q += kU * step) {
+        T v[kU];
+#pragma unroll
+        for (int k = 0; k < kU; ++k) v[k] = q[k * step];
+#pragma unroll
+        for (int k = 0; k < kU; ++k) Op::add(acc[k % N], v[k], r + (int64_t)k * group);
+    }
+    for (; r < end; r += (int64_t)kTail * group, q += kTail * step) {
+        T v[kTail];
+#pragma unroll
+        for (int k = 0; k < kTail; ++k) v[k] = r + (int64_t)k * group < end ? q[k * step] : T(0);
+#pragma unroll
+        for (int k = 0; k < kTail; ++k)
+            if (r + (int64_t)k * group < end) Op::add(acc[k % N], v[k], r + (int64_t)k * group);
+    }
+}
+
+enum Path { kGeneral, kContig, kStrided };
+
 // in: the elements (Op::In) or, kFromPartials, the states of a _partial launch;
-// out: the results (Op::Out) or, kToPartials, one state per unit.
-template <class Op, bool kFromPartials, bool kToPartials>
+// out: the results (Op::Out) or, to_partials, one state per unit.
+// kPath: how a unit's elements are read (kContig and kStrided need a rank-1 `red`, of
+// stride 1 for kContig).
+template <class Op, bool kFromPartials, Path kPath = kGeneral>
 __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* __restrict__ out,
                                              const Layout& kept, const Layout& red, int64_t base,
-                                             int64_t n_out, int64_t n_red, int64_t split, int group) {
+                                             int64_t n_out, int64_t n_red, int64_t split, int group,
+                                             bool to_partials) {
     typedef typename Op::State S;
     typedef typename Op::In T;
     const int64_t units = n_out * split;
@@ -276,18 +425,37 @@ __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* 
             const int64_t begin = part * chunk;
             const int64_t end = begin + chunk < n_red ? begin + chunk : n_red;
             const int64_t row = base + layout_offset(o, kept, kept_small);
-            for (int64_t r = begin + lane; r < end; r += group) {
-                const int64_t off = row + layout_offset(r, red, red_small);
-                if constexpr (kFromPartials) {
-                    acc = Op::combine(acc, static_cast<const S*>(in)[off]);
+            if constexpr (kPath == kGeneral) {
+                for (int64_t r = begin + lane; r < end; r += group) {
+                    const int64_t off = row + layout_offset(r, red, red_small);
+                    if constexpr (kFromPartials) {
+                        acc = Op::combine(acc, static_cast<const S*>(in)[off]);
+                    } else {
+                        Op::add(acc, static_cast<const T*>(in)[off], r);
+                    }
+                }
+            } else {
+                static_assert(!kFromPartials, "the fast paths read elements");
+                constexpr int N = Accumulators<Op>::n;
+                S parts[N];
+#pragma unroll
+                for (int k = 0; k < N; ++k) parts[k] = Op::identity();
+                const T* p = static_cast<const T*>(in) + row;
+                if constexpr (kPath == kContig) {
+                    accumulate_contig<Op, N>(parts, p, begin, end, lane, group);
                 } else {
-                    Op::add(acc, static_cast<const T*>(in)[off], r);
+                    accumulate_strided<Op, N>(parts, p, red.strides[0], begin, end, lane, group);
+                }
+                if constexpr (N == 4) {
+                    acc = Op::combine(Op::combine(parts[0], parts[1]), Op::combine(parts[2], parts[3]));
+                } else {
+                    acc = Op::combine(parts[0], parts[1]);
                 }
             }
         }
         if (group > 1) acc = whole_block ? block_reduce<Op>(acc) : warp_reduce<Op>(acc, group);
         if (lane == 0 && u < units) {
-            if constexpr (kToPartials) {
+            if (to_partials) {
                 static_cast<S*>(out)[u] = acc;
             } else {
                 static_cast<typename Op::Out*>(out)[u] = Op::finish(acc);
@@ -305,25 +473,45 @@ __device__ __forceinline__ void reduce_units(const void* __restrict__ in, void* 
 //   at most 16 bytes, so 16 bytes per unit always suffice.
 // NAME_combine(partial, out, kept, red, base, n_out, n_red, group): the results from
 //   the states (kept/red address states: kept = (n_out,):(1,), red = (split,):(n_out,)).
+// NAME_contig, NAME_strided(x, out, kept, red, base, n_out, n_red, split, group): the fast
+//   paths (red of rank 1; stride 1 for _contig): with split == 1 the results into `out`
+//   as NAME, with split > 1 the states into `out` as NAME_partial.
+// The fast paths ask for 4 resident blocks of 256 threads per SM: at most 64 registers
+// (they take 48-64 so on sm_90; 5 blocks, 48 registers, would spill).
+#ifndef GPUAD_REDUCTION_MIN_BLOCKS
+#define GPUAD_REDUCTION_MIN_BLOCKS 4
+#endif
 #define GPUAD_REDUCTION_KERNELS(NAME, OP, T, OUT)                                                   \
     extern "C" __global__ void __launch_bounds__(256)                                              \
         NAME(const T* __restrict__ x, OUT* __restrict__ out, Layout kept, Layout red, int64_t base,  \
              int64_t n_out, int64_t n_red, int group) {                                             \
-        gpuad_reduction::reduce_units<OP, false, false>(x, out, kept, red, base, n_out, n_red, 1,   \
-                                                        group);                                     \
+        gpuad_reduction::reduce_units<OP, false>(x, out, kept, red, base, n_out, n_red, 1, group,   \
+                                                 false);                                            \
     }                                                                                               \
     extern "C" __global__ void __launch_bounds__(256)                                              \
         NAME##_partial(const T* __restrict__ x, void* __restrict__ partial, Layout kept, Layout red, \
                        int64_t base, int64_t n_out, int64_t n_red, int64_t split, int group) {      \
         static_assert(sizeof(OP::State) <= 16, "the launch layer allocates 16 bytes per partial state");        \
-        gpuad_reduction::reduce_units<OP, false, true>(x, partial, kept, red, base, n_out, n_red,   \
-                                                       split, group);                               \
+        gpuad_reduction::reduce_units<OP, false>(x, partial, kept, red, base, n_out, n_red, split,  \
+                                                 group, true);                                      \
     }                                                                                               \
     extern "C" __global__ void __launch_bounds__(256)                                              \
         NAME##_combine(const void* __restrict__ partial, OUT* __restrict__ out, Layout kept,        \
                        Layout red, int64_t base, int64_t n_out, int64_t n_red, int group) {         \
-        gpuad_reduction::reduce_units<OP, true, false>(partial, out, kept, red, base, n_out, n_red, \
-                                                       1, group);                                   \
+        gpuad_reduction::reduce_units<OP, true>(partial, out, kept, red, base, n_out, n_red, 1,     \
+                                                group, false);                                      \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256, GPUAD_REDUCTION_MIN_BLOCKS)                  \
+        NAME##_contig(const T* __restrict__ x, void* __restrict__ out, Layout kept, Layout red,     \
+                      int64_t base, int64_t n_out, int64_t n_red, int64_t split, int group) {       \
+        gpuad_reduction::reduce_units<OP, false, gpuad_reduction::kContig>(                         \
+            x, out, kept, red, base, n_out, n_red, split, group, split > 1);                        \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256, GPUAD_REDUCTION_MIN_BLOCKS)                  \
+        NAME##_strided(const T* __restrict__ x, void* __restrict__ out, Layout kept, Layout red,    \
+                       int64_t base, int64_t n_out, int64_t n_red, int64_t split, int group) {      \
+        gpuad_reduction::reduce_units<OP, false, gpuad_reduction::kStrided>(                        \
+            x, out, kept, red, base, n_out, n_red, split, group, split > 1);                        \
     }
 
 #define GPUAD_REDUCTION_NUMERIC(OPNAME, OPT)                                                       \

@@ -74,6 +74,12 @@ class HostLauncher:
             b = np.swapaxes(b, -1, -2)
         return np.matmul(a, b)
 
+    def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
+        """Copy ``nbytes`` bytes of ``src`` from byte ``src_offset`` to ``dst`` at byte
+        ``dst_offset`` (stands in for the cuda launcher's ``cudaMemcpyAsync``)."""
+        import ctypes
+        ctypes.memmove(dst.ctypes.data + dst_offset, src.ctypes.data + src_offset, nbytes)
+
 
 def usable() -> list[str]:
     """``["emulated"]`` where a host C++ compiler is present."""

@@ -18,6 +18,7 @@ if shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None:
                 allow_module_level=True)
 
 from gpuad.devices.cuda import KernelDevice  # noqa: E402
+from gpuad.devices.cuda.launch import suffix  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 from gpuad.devices.host_build import HostModule  # noqa: E402
 from gpuad.devices.kernel_sources import kernel_dir  # noqa: E402
@@ -283,3 +284,57 @@ def test_one_hot(dev, dtype):
                          CPU.one_hot("one_hot", i, depth, on, off, dtype))
     idx = np.arange(5, dtype=np.int32)
     same(dev.one_hot("one_hot", idx, 5, 1.5, 0.25, dtype), CPU.one_hot("one_hot", idx, 5, 1.5, 0.25, dtype))
+
+
+# -- contiguous copies: bytes, no kernel; strided copies: several elements per thread --------
+def test_contiguous_copies_are_byte_copies(dev):
+    """Both views contiguous (offsets anywhere, in elements of any size): dev.copy_bytes,
+    no kernel; the result equals the cpu device's."""
+    rng = np.random.default_rng(10)
+    for dtype in DTYPES:
+        for n in (1, 2, 3, 31, 1025):
+            parts = [data((k, 3), dtype, rng) for k in (n, 1, 2)]
+            dev.launched.clear()
+            same(dev.concat("concat", *parts, axis=0), CPU.concat("concat", *parts, axis=0))
+            a = data((n + 3,), dtype, rng)
+            key = canonical_key(a.shape, (slice(1, n + 1),))  # starts 1 element in: misaligned
+            same(dev.layout("strided_slice", a, key=key), a[1:n + 1])
+            g = data((n,), dtype, rng)
+            same(dev.layout("strided_slice_grad", g, shape=a.shape, key=key),
+                 CPU.layout("strided_slice_grad", g, shape=a.shape, key=key))
+            assert all(k.startswith("layout_zero_") for k in dev.launched), dev.launched
+
+
+def test_copy_bytes(dev):
+    src = np.arange(40, dtype=np.int64)
+    dst = np.full(40, -1, np.int64)
+    dev.copy_bytes(dst, 8 * 3, src[5:], 8 * 2, 8 * 10)  # src[7:17] -> dst[3:13]
+    want = np.full(40, -1, np.int64)
+    want[3:13] = np.arange(7, 17)
+    same(dst, want)
+    b = np.zeros(7, np.uint8)
+    dev.copy_bytes(b, 1, np.arange(7, dtype=np.uint8), 3, 0)  # nothing
+    dev.copy_bytes(b, 1, np.arange(7, dtype=np.uint8), 3, 3)
+    same(b, np.array([0, 3, 4, 5, 0, 0, 0], np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_copies_every_length_around_the_unroll(dev, dtype):
+    """layout_copy_* and layout_copy_*_dst_strided take 8 elements per thread and grid
+    step: lengths around multiples of 8 x the grid's threads, and ranks 1 to 3."""
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 7, 8, 9, 255, 256, 257, 2047, 2048, 2049, 8191, 8193, 33000):
+        a = data((n,), dtype, rng)
+        dev.launched.clear()
+        same(dev.layout("transpose", a[::-1], perm=(0,)), a[::-1])
+        g = data(((n + 1) // 2,), dtype, rng)
+        key = canonical_key(a.shape, (slice(None, None, 2),))
+        same(dev.layout("strided_slice_grad", g[::-1], shape=a.shape, key=key),
+             CPU.layout("strided_slice_grad", g[::-1], shape=a.shape, key=key))
+        if n >= 3:  # (one element, or a slice of one, is contiguous: a byte copy)
+            sfx = suffix(dtype)
+            assert dev.launched == [f"layout_copy_{sfx}", f"layout_zero_{sfx}",
+                                    f"layout_copy_{sfx}_dst_strided"], dev.launched
+    b = data((3, 37, 5), dtype, rng)
+    for view in (b[:, ::-2, 1:], b.transpose(2, 0, 1)[::-1], b[::2, 5:30:3, ::-1]):
+        same(dev.layout("transpose", view, perm=(1, 0, 2)), np.transpose(view, (1, 0, 2)))

@@ -286,3 +286,172 @@ def test_arg_reduce_empty(emu, cpu):
             emu.arg_reduce("argmax", np.zeros(shape, np.float32), 1)
         with pytest.raises(ValueError):
             cpu.arg_reduce("argmax", np.zeros(shape, np.float32), 1)
+
+
+# ----------------------------------------------------------------------------- fast paths
+# _contig (the reduced elements are one axis of stride 1: 16-byte vector loads from the
+# first 16-byte boundary, elements before and after one by one) and _strided (one axis of
+# another stride: 64 bytes of unrolled loads per lane, then four at a time).
+VECTOR = {np.dtype(np.float32): 4, np.dtype(np.int32): 4, np.dtype(np.float64): 2, np.dtype(np.int64): 2}
+# around the vector width (4 or 2 elements), the 4 vectors a lane loads per step, the 16 or 8
+# scalars of the strided path and its tail of 4; 0 and 1
+FAST_LENGTHS = (0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 129, 257, 1031)
+FAST_PLANS = [(1, 1), (4, 1), (32, 1), (256, 1), (1, 3), (8, 5), (256, 2)]
+
+
+class Spy(KernelDevice):
+    """Records the kernels launched, to check which path ran."""
+
+    def __init__(self, launcher):
+        super().__init__(launcher)
+        self.launched = []
+
+    def launch(self, kernel, n, args, **kw):
+        self.launched.append(kernel)
+        super().launch(kernel, n, args, **kw)
+
+
+@pytest.fixture(scope="module")
+def spy():
+    return Spy(HostLauncher(poison=True))
+
+
+def rows(rng, n, dtype, op=None, off=1, nrows=5):
+    """(nrows, n) whose rows start at every alignment: row stride n + 1 elements, and the
+    whole view `off` elements into its buffer (off = 1: nothing 16-byte aligned at row 0)."""
+    base = sample(rng, (nrows, n + 1 + off), dtype, op)
+    return base.reshape(-1)[off:off + nrows * (n + 1)].reshape(nrows, n + 1)[:, :n]
+
+
+def test_read_path_is_chosen_from_the_reduced_axes(spy):
+    x = np.zeros((6, 40), np.float32)
+    cases = [(x, (1,), "reduce_sum_f32_contig"), (x, (0, 1), "reduce_sum_f32_contig"),
+             (x, (0,), "reduce_sum_f32_strided"), (x[:, ::2], (1,), "reduce_sum_f32_strided"),
+             (x.reshape(6, 4, 10), (0, 2), "reduce_sum_f32"), (x[::-1], (1,), "reduce_sum_f32_contig")]
+    for a, axes, want in cases:
+        spy.launched.clear()
+        spy.reduce("sum", a, axes, False)
+        assert spy.launched[0] == want, (a.shape, a.strides, axes, spy.launched)
+    spy.launched.clear()
+    spy.arg_reduce("argmax", x, 1)
+    spy.arg_reduce("argmax", x, 0)
+    spy.arg_reduce("argmax", x[:, ::-1], 1)  # the index runs backwards in memory: strided
+    assert spy.launched == ["arg_reduce_argmax_f32_contig", "arg_reduce_argmax_f32_strided",
+                            "arg_reduce_argmax_f32_strided"]
+    spy.launched.clear()
+    spy.reduce("max", np.zeros((40000,), np.float64), (0,), False)  # a split row: _contig states
+    assert spy.launched == ["reduce_max_f64_contig", "reduce_max_f64_combine"]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_contig_path_alignment_and_lengths(emu, cpu, op):
+    rng = np.random.default_rng(10)
+    for dtype in dtypes_of(op):
+        for n in FAST_LENGTHS:
+            for off in range(VECTOR[np.dtype(dtype)]):
+                x = rows(rng, n, dtype, op, off)
+                compare(emu, cpu, op, x, (1,))
+                compare(emu, cpu, op, x[:1], (0, 1))
+                if n > 1:
+                    compare(emu, cpu, op, x[1, 1:], (0,))  # a lone row, 1-D, misaligned
+        if op == "prod" and np.dtype(dtype) == np.float32:
+            continue  # NumPy's float32 running product of 50000 terms is itself off by ~1e-5
+        x = sample(rng, (50001,), dtype, op)[1:]                 # long, split over blocks
+        compare(emu, cpu, op, x, (0,))
+
+
+@pytest.mark.parametrize("group,split", FAST_PLANS)
+def test_contig_path_every_plan(emu, cpu, force_plan, group, split):
+    """Lanes per row 1..256 and rows split into chunks, which start anywhere in a vector."""
+    force_plan(group, split)
+    rng = np.random.default_rng(11)
+    lengths = (0, 1, 3, 17, 66, 131) if group < 256 else (5, 66, 1031)
+    for op in OPS:
+        for dtype in dtypes_of(op):
+            for n in lengths:
+                x = rows(rng, n, dtype, op, off=1, nrows=5 if group < 256 else 2)
+                compare(emu, cpu, op, x, (1,))
+    for dtype in FLOATS + INTS:
+        for n in (1, 9, 66):
+            check_arg(emu, cpu, rows(rng, n, dtype, off=1, nrows=3), 1)
+            check_arg(emu, cpu, np.asarray(rng.integers(0, 2, (3, n)), dtype), 1)  # ties
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_strided_path_lengths(emu, cpu, op):
+    """Columns (one thread per output) of every length around the unroll factors, with
+    negative and zero strides along the reduced axis."""
+    rng = np.random.default_rng(12)
+    for dtype in dtypes_of(op):
+        for n in FAST_LENGTHS[:-1]:
+            x = sample(rng, (n, 37), dtype, op)
+            compare(emu, cpu, op, x, (0,))
+            compare(emu, cpu, op, x[::-1, 1:], (0,))
+            compare(emu, cpu, op, x[:, ::3], (1,))                        # strided rows
+            if n:
+                compare(emu, cpu, op, np.broadcast_to(x[:1], (n, 37)), (0,))  # stride 0
+        x = sample(rng, (3000, 40), dtype, op)                              # chunks of columns
+        compare(emu, cpu, op, x, (0,))
+
+
+@pytest.mark.parametrize("group,split", FAST_PLANS)
+def test_strided_path_every_plan(emu, cpu, force_plan, group, split):
+    force_plan(group, split)
+    rng = np.random.default_rng(13)
+    lengths = (0, 1, 5, 17, 70) if group < 256 else (5, 70)
+    for op in OPS:
+        for dtype in dtypes_of(op):
+            for n in lengths:
+                x = sample(rng, (n, 3), dtype, op)
+                compare(emu, cpu, op, x, (0,))
+                compare(emu, cpu, op, x[::-1], (0,), keepdims=True)
+    for dtype in FLOATS + INTS:
+        for n in (1, 9, 70):
+            check_arg(emu, cpu, sample(rng, (n, 3), dtype), 0)
+            check_arg(emu, cpu, np.asarray(rng.integers(0, 2, (n, 3)), dtype)[::-1], 0)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + INTS)
+def test_fast_paths_arg_ties_first_occurrence(emu, cpu, dtype):
+    """Equal extremes in several accumulators, vectors and lanes: the lowest index wins."""
+    rng = np.random.default_rng(14)
+    for n in (2, 5, 9, 16, 17, 33, 130, 1031):
+        for off in range(VECTOR[np.dtype(dtype)]):
+            x = rows(rng, n, dtype, off=off, nrows=4)
+            x[...] = np.asarray(rng.integers(0, 3, x.shape), dtype)  # few values: many ties
+            x[0, :] = 7                                               # all equal: index 0
+            check_arg(emu, cpu, x, 1)
+            check_arg(emu, cpu, x.T, 0)                               # the same as columns
+            check_arg(emu, cpu, x[:, ::-1], 1)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_fast_paths_nan_anywhere(emu, cpu, dtype):
+    """A NaN before the first 16-byte boundary, in a vector, in the last partial vector,
+    in the tail of the strided path, or several: max, min, logsumexp, sum give NaN,
+    argmax/argmin the first NaN."""
+    rng = np.random.default_rng(15)
+    for n in (1, 3, 9, 17, 66, 131):
+        positions = sorted({p for p in (0, 1, n // 2, n - 2, n - 1) if 0 <= p < n})
+        for off in range(VECTOR[np.dtype(dtype)]):
+            x = rows(rng, n, dtype, off=off, nrows=len(positions) + 2)
+            for i, p in enumerate(positions):
+                x[i, p] = np.nan
+            x[-2, positions] = np.nan      # several NaNs: the first one is argmax's answer
+            x[-1, -1] = np.inf             # no NaN in the last row, +inf at the end
+            for op in OPS:
+                compare(emu, cpu, op, x, (1,))
+                compare(emu, cpu, op, x.T, (0,))
+            check_arg(emu, cpu, x, 1)
+            check_arg(emu, cpu, x.T, 0)
+            check_arg(emu, cpu, x[:, ::-1], 1)
+
+
+def test_fast_paths_integer_wraparound(emu, cpu):
+    for dtype, big in ((np.int32, 2**31 - 5), (np.int64, 2**62 + 12345)):
+        for n in (3, 17, 1031):
+            base = np.full((4, n + 1), big, dtype)
+            for x in (base[:, 1:], base[:, 1:].T):
+                for op in ("sum", "prod"):
+                    for axes in ((0,), (1,), (0, 1)):
+                        np.testing.assert_array_equal(emu.reduce(op, x, axes, False), cpu.reduce(op, x, axes, False))

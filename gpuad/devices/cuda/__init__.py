@@ -120,6 +120,11 @@ class KernelDevice(Device):
     def matmul(self, op, a, b, transpose_a, transpose_b):
         return self.launcher.matmul(a, b, transpose_a, transpose_b)
 
+    def copy_bytes(self, dst, dst_offset: int, src, src_offset: int, nbytes: int) -> None:
+        """Copy ``nbytes`` bytes of buffer ``src`` from byte ``src_offset`` to buffer ``dst``
+        at byte ``dst_offset``, on the device, in order with the kernels."""
+        self.launcher.copy_bytes(dst, dst_offset, src, src_offset, nbytes)
+
 
 def _calling_op(depth: int = 12) -> str | None:
     """The ``op`` of the innermost family function (``binary(dev, op, ...)``) on the

@@ -273,3 +273,12 @@ class CupyLauncher:
         except (IndexError, ValueError):  # not a batch of matrices: cupy.matmul will say so
             nbytes = 0
         return self._alloc(lambda: cp.matmul(a, b), nbytes)
+
+    def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
+        """Copy ``nbytes`` bytes of ``src`` from byte ``src_offset`` to ``dst`` at byte
+        ``dst_offset`` (CuPy arrays on this GPU): ``cudaMemcpyAsync`` device to device on
+        the current stream, in order with the kernels."""
+        rt = self._cupy.cuda.runtime
+        with self._device:
+            rt.memcpyAsync(dst.data.ptr + dst_offset, src.data.ptr + src_offset, nbytes,
+                           rt.memcpyDeviceToDevice, self._cupy.cuda.get_current_stream().ptr)

@@ -4,9 +4,10 @@ gather / scatter_add and one_hot.
 
 Every copy goes through :func:`copy`: a view is (buffer, element offset, shape,
 element strides), axes are coalesced first (size-1 axes dropped, axes that are
-contiguous in both source and destination merged), then the cheapest kernel
-runs: a contiguous copy, a tiled shared-memory transpose when the source is
-read along its second-to-last axis, or a general strided copy.
+contiguous in both source and destination merged), then the cheapest way
+runs: a byte copy (``dev.copy_bytes``: ``cudaMemcpyAsync`` on cuda) when both
+views are contiguous, a tiled shared-memory transpose when the source is read
+along its second-to-last axis, or a general strided copy kernel.
 
 Unlike the cpu device (NumPy views), every result here except a reshape of a
 contiguous buffer is a new contiguous buffer.
@@ -23,6 +24,9 @@ from . import launch as L
 
 FAMILIES = ("layout", "concat", "gather", "one_hot")
 
+#: Elements per thread and grid-stride step of the strided copy kernels (``kCopyUnroll``
+#: in kernels/layout.cu): launches size their grid for n / COPY_UNROLL threads.
+COPY_UNROLL = 8
 # The tiled transpose pays off when both tile sides are reasonably filled.
 _TILE = 32
 _TILE_MIN = 16
@@ -141,10 +145,11 @@ def copy(dev, out, out_offset, out_strides, x, x_offset, x_strides, shape) -> No
     shp, (ds, ss) = coalesce(shape, out_strides, x_strides)
     oo, xo, nn = L.i64(out_offset), L.i64(x_offset), L.i64(n)
     if ds != c_strides(shp):
-        dev.launch(f"layout_copy_{sfx}_dst_strided", n,
+        dev.launch(f"layout_copy_{sfx}_dst_strided", -(-n // COPY_UNROLL),
                    (out, oo, L.make_layout(shp, ds), x, xo, L.make_layout(shp, ss), nn))
-    elif ss == ds:
-        dev.launch(f"layout_copy_{sfx}_contig", n, (out, oo, x, xo, nn))
+    elif ss == ds:  # both contiguous: a byte copy (cudaMemcpyAsync on cuda)
+        item = x.dtype.itemsize
+        dev.copy_bytes(out, int(out_offset) * item, x, int(x_offset) * item, n * item)
     elif len(shp) in (2, 3) and ss[-2] == 1 and min(shp[-2:]) >= _TILE_MIN:
         nb, ni, nj = ((1,) + shp)[-3:]
         sb = ((0,) + ss)[-3]
@@ -152,7 +157,7 @@ def copy(dev, out, out_offset, out_strides, x, x_offset, x_strides, shape) -> No
         dev.launch(f"layout_transpose_{sfx}_tiled", tiles * L.BLOCK,
                    (out, oo, x, xo, L.i64(nb), L.i64(ni), L.i64(nj), L.i64(sb), L.i64(ss[-2]), L.i64(ss[-1])))
     else:
-        dev.launch(f"layout_copy_{sfx}", n, (out, oo, x, xo, L.make_layout(shp, ss), nn))
+        dev.launch(f"layout_copy_{sfx}", -(-n // COPY_UNROLL), (out, oo, x, xo, L.make_layout(shp, ss), nn))
 
 
 def materialize(dev, x, offset, shape, strides):

@@ -7,7 +7,10 @@ reads memory best (negative strides flipped, axes sorted by stride, adjacent axe
 order does not matter to a reduction). A *plan* picks how many threads reduce one output
 element (1, a power of two up to a warp, or a whole block) and, for a few very long rows,
 splits each row over several blocks: a ``_partial`` launch writes per-chunk accumulator
-states and a ``_combine`` launch reduces them.
+states and a ``_combine`` launch reduces them. When the reduced elements are one axis
+(after merging), a fast kernel reads them (:func:`read_path`): ``_contig`` with 16-byte
+vector loads for stride 1, ``_strided`` with unrolled loads otherwise; both also write
+the partial states of a split plan.
 """
 from __future__ import annotations
 
@@ -105,16 +108,28 @@ def _blocks(dev, group: int, n_units: int) -> int:
     return max(1, min(dev.max_blocks, -(-n_units // per_block)))
 
 
+def read_path(red_dims) -> str:
+    """The kernel variant that reads the reduced elements: ``_contig`` when they are one
+    axis of stride 1 (16-byte vector loads; the kernel finds the aligned part itself),
+    ``_strided`` when they are one axis of another stride (unrolled scalar loads), else
+    ``""``, the general Layout path."""
+    if len(red_dims) != 1:
+        return ""
+    return "_contig" if red_dims[0][1] == 1 else "_strided"
+
+
 def _run(dev, kernel, x, out, kept_dims, red_dims, base, n_out, n_red, columns):
     p = plan(dev, n_out, n_red, columns)
     kept, red = _layout(kept_dims), _layout(red_dims)
+    fast = read_path(red_dims)
     if p.split == 1:
-        dev.launch(kernel, n_out, (x, out, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red),
-                                   np.int32(p.group)), blocks=_blocks(dev, p.group, n_out))
+        tail = (L.i64(p.split),) if fast else ()
+        dev.launch(kernel + fast, n_out, (x, out, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red))
+                   + tail + (np.int32(p.group),), blocks=_blocks(dev, p.group, n_out))
         return out
     units = n_out * p.split
     partial = dev.empty((units, _STATE_BYTES // 8), np.int64)
-    dev.launch(kernel + "_partial", units,
+    dev.launch(kernel + (fast or "_partial"), units,
                (x, partial, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red), L.i64(p.split),
                 np.int32(p.group)), blocks=_blocks(dev, p.group, units))
     # the states, (split, n_out) row-major: reduce each column of `split` states
