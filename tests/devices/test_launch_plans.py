@@ -1,4 +1,4 @@
-"""The launch plans cached by gpuad/devices/cuda/elementwise.py and nn.py: keyed by
+"""The launch plans cached by gpuad/devices/cuda/elementwise.py, nn.py and reduction.py: keyed by
 dtypes, shapes and strides only, so a cached plan never serves operands it does not
 fit; bounded; holding no buffer; never caching an error. On the emulated launcher,
 against the cpu device."""
@@ -54,6 +54,30 @@ def test_same_shapes_other_strides_get_their_own_plan(dev):
                 same(dev.softmax("softmax", v, axis), CPU.softmax("softmax", v, axis))
                 same(dev.softmax_xent("softmax_xent", v, other, axis),
                      CPU.softmax_xent("softmax_xent", v, other, axis))
+
+
+def test_reductions_same_shape_other_strides_and_axes(dev):
+    """reduce/arg_reduce plans are kept per device and keyed by dtype, shape, strides,
+    axes and keepdims: each call below must reduce what it was given."""
+    from gpuad.devices.cuda import reduction as R
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((6, 40)).astype(F32)
+    views = [base, base[::-1], base[:, ::2], base[:, ::-1], base]
+    for _ in range(2):  # the second round runs on cached plans
+        for v in views:
+            for axes in [(0,), (1,), (-1,), (0, 1), ()]:
+                for keepdims in (False, True):
+                    same(dev.reduce("sum", v, axes, keepdims), CPU.reduce("sum", v, axes, keepdims))
+            for axis in (0, 1):
+                np.testing.assert_array_equal(dev.arg_reduce("argmax", v, axis), CPU.arg_reduce("argmax", v, axis))
+    plans = dev._reduction_plans
+    assert 0 < len(plans) <= R._PLAN_CAP
+    assert all(not isinstance(part, np.ndarray) or part.ndim == 0  # layouts and scalars only
+               for plan in plans.values() for launch in plan[3] for part in launch[4])
+    with pytest.raises(ValueError, match="empty sequence"):  # errors are raised every time, never kept
+        dev.arg_reduce("argmax", np.zeros((3, 0), F32), 1)
+    with pytest.raises(ValueError, match="empty sequence"):
+        dev.arg_reduce("argmax", np.zeros((3, 0), F32), 1)
 
 
 def test_fill_values_are_told_apart(dev):

@@ -13,6 +13,7 @@ through a *launcher*, the only part that differs between devices:
 
 A launcher provides ``name``, ``kind``, ``max_blocks`` (and, optionally,
 ``max_blocks_for(kernel, block, shared_mem)``: a kernel's occupancy), ``empty(shape, dtype)``,
+``copy_bytes(dst, dst_offset, src, src_offset, nbytes)`` (a device-to-device copy),
 ``from_host(array)``, ``to_host(buffer)``, ``launch(kernel, grid, block, args,
 shared_mem)``, ``synchronize()`` and ``matmul(a, b, transpose_a, transpose_b)``
 (cuBLAS on cuda).
@@ -122,8 +123,14 @@ class KernelDevice(Device):
 
     def copy_bytes(self, dst, dst_offset: int, src, src_offset: int, nbytes: int) -> None:
         """Copy ``nbytes`` bytes of buffer ``src`` from byte ``src_offset`` to buffer ``dst``
-        at byte ``dst_offset``, on the device, in order with the kernels."""
-        self.launcher.copy_bytes(dst, dst_offset, src, src_offset, nbytes)
+        at byte ``dst_offset``, on the device, in order with the kernels
+        (``cudaMemcpyAsync`` on cuda). Waits for it under ``GPUAD_SYNC=1``, like a launch."""
+        try:
+            self.launcher.copy_bytes(dst, dst_offset, src, src_offset, nbytes)
+            if self.sync:
+                self.launcher.synchronize()
+        except RuntimeError as e:
+            raise self._launch_error("copy_bytes (cudaMemcpyAsync)", e) from e
 
 
 def _calling_op(depth: int = 12) -> str | None:

@@ -57,11 +57,16 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
-def plan(dev, n_out: int, n_red: int, columns: bool, may_split: bool = True) -> Plan:
+def plan(dev, n_out: int, n_red: int, columns: bool, may_split: bool = True,
+         capacity: int | None = None) -> Plan:
     """How to reduce ``n_out`` outputs of ``n_red`` elements each. ``columns``: adjacent
     outputs are adjacent in memory while the elements of one output are not, so one
-    thread per output (adjacent threads, adjacent outputs) reads coalesced."""
-    capacity = dev.max_blocks             # blocks the device runs at once (a few per SM)
+    thread per output (adjacent threads, adjacent outputs) reads coalesced. ``capacity``:
+    blocks of the kernel the device runs at once (its occupancy; default
+    ``dev.max_blocks``)."""
+    if capacity is None:
+        capacity = dev.max_blocks
+
     threads = capacity * L.BLOCK // 2     # enough threads in flight to fill it
     warps = capacity * (L.BLOCK // 32)
     split = 1
@@ -102,10 +107,12 @@ def _layout(dims):
     return L.make_layout([n for n, _ in dims], [s for _, s in dims])
 
 
-def _blocks(dev, group: int, n_units: int) -> int:
-    """Blocks to launch for n_units groups of ``group`` threads (grid-stride beyond)."""
+def _blocks(dev, kernel: str, group: int, n_units: int) -> int:
+    """Blocks to launch for n_units groups of ``group`` threads: enough to cover them,
+    at most as many as the device runs at once (the kernel's occupancy); blocks
+    loop over the units grid-stride beyond that."""
     per_block = 1 if group >= L.BLOCK else L.BLOCK // group
-    return max(1, min(dev.max_blocks, -(-n_units // per_block)))
+    return max(1, min(dev.max_blocks_for(kernel), -(-n_units // per_block)))
 
 
 def read_path(red_dims) -> str:
@@ -118,26 +125,55 @@ def read_path(red_dims) -> str:
     return "_contig" if red_dims[0][1] == 1 else "_strided"
 
 
-def _run(dev, kernel, x, out, kept_dims, red_dims, base, n_out, n_red, columns):
-    p = plan(dev, n_out, n_red, columns)
-    kept, red = _layout(kept_dims), _layout(red_dims)
+# -- launch plans ------------------------------------------------------------------------------
+# Everything a reduction launches besides the buffers depends only on the op, the input's
+# dtype, shape and strides, the axes and the device (its occupancy). ``reduce`` and
+# ``arg_reduce`` keep it per such key in a bounded dict on the device, so a repeated
+# reduction does no shape arithmetic. A plan: (output shape, output dtype, partial
+# buffer shape or None, launches), each launch (kernel, work items, source, destination,
+# the remaining arguments, blocks), with source and destination indices into
+# (x, out, partial).
+_X, _OUT, _PARTIAL = 0, 1, 2
+_PLAN_CAP = 4096
+
+
+def _plans(dev) -> dict:
+    plans = dev.__dict__.get("_reduction_plans")
+    if plans is None or len(plans) >= _PLAN_CAP:
+        plans = dev._reduction_plans = {}
+    return plans
+
+
+def _execute(dev, plan, x):
+    out_shape, out_dtype, partial_shape, launches = plan
+    out = dev.empty(out_shape, out_dtype)
+    bufs = (x, out, dev.empty(partial_shape, np.int64) if partial_shape else None)
+    for kernel, n, src, dst, tail, blocks in launches:
+        dev.launch(kernel, n, (bufs[src], bufs[dst]) + tail, blocks=blocks)
+    return out
+
+
+def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
+    """``(partial shape or None, launches)`` of a reduction (see above)."""
     fast = read_path(red_dims)
+    p = plan(dev, n_out, n_red, columns, capacity=dev.max_blocks_for(kernel + fast))
+    kept, red = _layout(kept_dims), _layout(red_dims)
     if p.split == 1:
-        tail = (L.i64(p.split),) if fast else ()
-        dev.launch(kernel + fast, n_out, (x, out, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red))
-                   + tail + (np.int32(p.group),), blocks=_blocks(dev, p.group, n_out))
-        return out
+        tail = (kept, red, L.i64(base), L.i64(n_out), L.i64(n_red)) + (
+            (L.i64(p.split),) if fast else ()) + (np.int32(p.group),)
+        return None, ((kernel + fast, n_out, _X, _OUT, tail, _blocks(dev, kernel + fast, p.group, n_out)),)
     units = n_out * p.split
-    partial = dev.empty((units, _STATE_BYTES // 8), np.int64)
-    dev.launch(kernel + (fast or "_partial"), units,
-               (x, partial, kept, red, L.i64(base), L.i64(n_out), L.i64(n_red), L.i64(p.split),
-                np.int32(p.group)), blocks=_blocks(dev, p.group, units))
+    first = kernel + (fast or "_partial")
+    partial = (first, units, _X, _PARTIAL,
+               (kept, red, L.i64(base), L.i64(n_out), L.i64(n_red), L.i64(p.split), np.int32(p.group)),
+               _blocks(dev, first, p.group, units))
     # the states, (split, n_out) row-major: reduce each column of `split` states
     q = plan(dev, n_out, p.split, n_out > 1, may_split=False)
-    dev.launch(kernel + "_combine", n_out,
-               (partial, out, _layout([(n_out, 1)]), _layout([(p.split, n_out)]), L.i64(0),
-                L.i64(n_out), L.i64(p.split), np.int32(q.group)), blocks=_blocks(dev, q.group, n_out))
-    return out
+    combine = (kernel + "_combine", n_out, _PARTIAL, _OUT,
+               (_layout([(n_out, 1)]), _layout([(p.split, n_out)]), L.i64(0), L.i64(n_out),
+                L.i64(p.split), np.int32(q.group)),
+               _blocks(dev, kernel + "_combine", q.group, n_out))
+    return (units, _STATE_BYTES // 8), (partial, combine)
 
 
 def _check(op, x, dtypes, family):
@@ -147,6 +183,17 @@ def _check(op, x, dtypes, family):
 
 
 def reduce(dev, op, x, axes, keepdims):
+    key = ("reduce", op, x.dtype, x.shape, x.strides, tuple(axes), keepdims)
+    plans = _plans(dev)
+    p = plans.get(key) if _override is None else None
+    if p is None:
+        p = _reduce_plan(dev, op, x, axes, keepdims)
+        if _override is None:  # (forced strategies are for tests: never kept)
+            plans[key] = p
+    return _execute(dev, p, x)
+
+
+def _reduce_plan(dev, op, x, axes, keepdims):
     if op not in _REDUCE_DTYPES:
         raise KeyError(op)
     _check(op, x, _REDUCE_DTYPES[op], "reduce")
@@ -157,11 +204,10 @@ def reduce(dev, op, x, axes, keepdims):
     kept_axes = [a for a in range(ndim) if a not in reduced]
     out_shape = (tuple(1 if a in reduced else shape[a] for a in range(ndim)) if keepdims
                  else tuple(shape[a] for a in kept_axes))
-    out = dev.empty(out_shape, x.dtype)
     n_out = math.prod(shape[a] for a in kept_axes)
     n_red = math.prod(shape[a] for a in axes)
     if n_out == 0:
-        return out
+        return out_shape, x.dtype, None, ()
     kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
     base = 0
     red_dims = []
@@ -177,11 +223,23 @@ def reduce(dev, op, x, axes, keepdims):
         red_dims.sort(key=lambda d: -d[1])
         red_dims = _merge(red_dims)
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
-    return _run(dev, f"reduce_{op}_{L.suffix(x.dtype)}", x, out, kept_dims, red_dims, base,
-                n_out, n_red, columns)
+    partial, launches = _launches(dev, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
+                                  n_out, n_red, columns)
+    return out_shape, x.dtype, partial, launches
 
 
 def arg_reduce(dev, op, x, axis):
+    key = ("arg_reduce", op, x.dtype, x.shape, x.strides, axis)
+    plans = _plans(dev)
+    p = plans.get(key) if _override is None else None
+    if p is None:
+        p = _arg_reduce_plan(dev, op, x, axis)
+        if _override is None:
+            plans[key] = p
+    return _execute(dev, p, x)
+
+
+def _arg_reduce_plan(dev, op, x, axis):
     if op not in _ARG_OPS:
         raise KeyError(op)
     _check(op, x, _NUMERIC, "arg_reduce")
@@ -193,13 +251,14 @@ def arg_reduce(dev, op, x, axis):
     if shape[axis] == 0:
         raise ValueError(f"attempt to get {op} of an empty sequence")
     kept_axes = [a for a in range(ndim) if a != axis]
-    out = dev.empty(tuple(shape[a] for a in kept_axes), np.int64)
-    n_out = math.prod(shape[a] for a in kept_axes)
+    out_shape = tuple(shape[a] for a in kept_axes)
+    n_out = math.prod(out_shape)
     if n_out == 0:
-        return out
+        return out_shape, np.dtype(np.int64), None, ()
     kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
     # the index is the position along the axis: keep its direction (first occurrence wins)
     red_dims = [(shape[axis], strides[axis])]
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and strides[axis] != 1
-    return _run(dev, f"arg_reduce_{op}_{L.suffix(x.dtype)}", x, out, kept_dims, red_dims, 0,
-                n_out, shape[axis], columns)
+    partial, launches = _launches(dev, f"arg_reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, 0,
+                                  n_out, shape[axis], columns)
+    return out_shape, np.dtype(np.int64), partial, launches
