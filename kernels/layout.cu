@@ -53,9 +53,11 @@ __device__ __forceinline__ int64_t offset_in(int64_t linear, const Layout& l, bo
 // (bool: 12 KB). The index arithmetic of each load overlaps the loads already in flight.
 constexpr int kCopyUnroll = 8;
 
-template <class T>
-__device__ void copy_strided(T* __restrict__ out, int64_t out_off, const T* __restrict__ in, int64_t in_off,
-                             const Layout& src, int64_t n) {
+// out[view] = in[view] over n elements: `in` read through `src`; `out` written through
+// `dst` when kDstStrided, else contiguously (out[i]; `dst` unused).
+template <bool kDstStrided, class T>
+__device__ void copy_elements(T* __restrict__ out, int64_t out_off, const Layout& dst,
+                              const T* __restrict__ in, int64_t in_off, const Layout& src, int64_t n) {
     out += out_off;
     in += in_off;
     const bool small = n <= 0xffffffffLL;
@@ -70,29 +72,7 @@ __device__ void copy_strided(T* __restrict__ out, int64_t out_off, const T* __re
 #pragma unroll
         for (int k = 0; k < kCopyUnroll; ++k) {
             const int64_t i = i0 + k * stride;
-            if (i < n) out[i] = v[k];
-        }
-    }
-}
-
-template <class T>
-__device__ void copy_dst_strided(T* __restrict__ out, int64_t out_off, const Layout& dst,
-                                 const T* __restrict__ in, int64_t in_off, const Layout& src, int64_t n) {
-    out += out_off;
-    in += in_off;
-    const bool small = n <= 0xffffffffLL;
-    const int64_t stride = (int64_t)blockDim.x * gridDim.x;
-    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += kCopyUnroll * stride) {
-        T v[kCopyUnroll];
-#pragma unroll
-        for (int k = 0; k < kCopyUnroll; ++k) {
-            const int64_t i = i0 + k * stride;
-            v[k] = i < n ? in[offset_in(i, src, small)] : T(0);
-        }
-#pragma unroll
-        for (int k = 0; k < kCopyUnroll; ++k) {
-            const int64_t i = i0 + k * stride;
-            if (i < n) out[offset_in(i, dst, small)] = v[k];
+            if (i < n) out[kDstStrided ? offset_in(i, dst, small) : i] = v[k];
         }
     }
 }
@@ -194,12 +174,12 @@ __device__ void one_hot(T* __restrict__ out, const I* __restrict__ idx, const La
     }                                                                                                          \
     extern "C" __global__ void layout_copy_##sfx(T* __restrict__ out, int64_t out_off, const T* __restrict__ in, \
                                                  int64_t in_off, Layout src, int64_t n) {                      \
-        gpuad_layout::copy_strided<T>(out, out_off, in, in_off, src, n);                                       \
+        gpuad_layout::copy_elements<false, T>(out, out_off, src, in, in_off, src, n);                                       \
     }                                                                                                          \
     extern "C" __global__ void layout_copy_##sfx##_dst_strided(T* __restrict__ out, int64_t out_off,           \
                                                                Layout dst, const T* __restrict__ in,           \
                                                                int64_t in_off, Layout src, int64_t n) {        \
-        gpuad_layout::copy_dst_strided<T>(out, out_off, dst, in, in_off, src, n);                              \
+        gpuad_layout::copy_elements<true, T>(out, out_off, dst, in, in_off, src, n);                              \
     }                                                                                                          \
     extern "C" __global__ void layout_transpose_##sfx##_tiled(T* __restrict__ out, int64_t out_off,            \
                                                               const T* __restrict__ in, int64_t in_off,        \
