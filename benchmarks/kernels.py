@@ -119,16 +119,6 @@ def git_revision() -> str | None:
     return rev + ("-dirty" if dirty else "")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def module_version(name: str) -> str | None:
     """The version of an installed module, without importing it when it is not already."""
     mod = sys.modules.get(name)
@@ -211,10 +201,11 @@ def _gpu_info(index: int) -> dict:
 
 def environment(device_name: str) -> dict:
     """Everything about the machine and the software that a result needs beside it."""
+    from gpuad.devices.telemetry import cpu_info  # (this checkout's gpuad: main() imported it first)
     kind = device_name.split(":")[0]
     env = {
         "device": {"gpuad_device": device_name, "kind": kind},
-        "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "host": {"cpu": cpu_info()["model"], "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "gpuad": None, "gpuad_git": git_revision(),
                      "cupy": module_version("cupy"), "torch": module_version("torch")},

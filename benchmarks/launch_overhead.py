@@ -74,6 +74,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import gpuad as ad  # noqa: E402
+from gpuad.devices.telemetry import cpu_info  # noqa: E402
 
 
 class NullLauncher:
@@ -277,16 +278,6 @@ def _git_commit(where=ROOT):
         return None
 
 
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def _fmt(x):
     return "-" if x is None else (f"{x:.2f}" if x < 100 else f"{x:.0f}")
 
@@ -369,7 +360,7 @@ def main(argv=None) -> int:
             "gpuad_commit": _git_commit(),
             "baseline_commit": _git_commit(args.baseline) if args.baseline else None,
             "host": {"python": platform.python_version(), "machine": platform.machine(),
-                     "cpu": _cpu_model(), "cpus": os.cpu_count(),
+                     "cpu": cpu_info()["model"], "cpus": os.cpu_count(),
                      "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
             "versions": {"gpuad": ad.__version__, "numpy": np.__version__,
                          "torch": torch.__version__ if torch else None},
