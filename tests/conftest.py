@@ -39,3 +39,19 @@ def device(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cupy_argument_packing():
+    """Every launch on the emulated device is also checked against CuPy's own
+    argument packing (CuPy 13.6's rules and 14's, tests/devices/cupy_packing.py):
+    an argument CuPy would hand the driver as other bytes than the kernel's
+    parameter expects fails the test with an AssertionError. Active where CuPy
+    imports (no GPU needed); GPUAD_TEST_CUPY_PACKING=0 turns it off."""
+    if os.environ.get("GPUAD_TEST_CUPY_PACKING", "1") == "0":
+        yield None
+        return
+    from .devices import cupy_packing
+    installed = cupy_packing.install()
+    yield cupy_packing if installed else None
+    cupy_packing.uninstall()

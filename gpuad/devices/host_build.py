@@ -18,7 +18,9 @@ the build generates a trampoline that unpacks CUDA-style ``void** args`` into a
 call of the kernel, and a registration table the launcher reads; the parameter
 types come from the compiler, so :meth:`HostModule.launch` checks every argument
 against them (a float32 array for a ``const float*``, an ``np.int64`` for an
-``int64_t``, a ``Layout`` record for a ``Layout``) before anything runs.
+``int64_t``, a 0-d ``Layout`` record for a ``Layout``) before anything runs. The
+check accepts only what CuPy would hand the driver as the right bytes, so what
+launches here launches right on a GPU.
 
 Libraries are cached under ``$GPUAD_CACHE_DIR/emulated`` (default
 ``~/.cache/gpuad/emulated``), keyed by the text of the sources, of every header
@@ -485,29 +487,66 @@ def _pointer_converter(p: _ParamInfo, decl: str):
                 return _addressof(_from_buffer(a))  # fast path: writable C-contiguous, non-empty
             except (TypeError, ValueError, BufferError):
                 return a.ctypes.data
-        if a is None:
-            return 0
-        raise TypeError(f"{decl} takes a NumPy array (or None), got {type(a).__name__}")
+        if a is None:  # CuPy 13 hands the driver a garbage pointer for None
+            raise TypeError(f"{decl} takes a NumPy array, got None: CuPy 13 does not pass None as a null "
+                            f"pointer (cupy/cupy#9046); pass a buffer (an empty one if the kernel must not "
+                            f"read it)")
+        raise TypeError(f"{decl} takes a NumPy array, got {type(a).__name__}")
     return "Q", convert
 
 
 def _scalar_converter(p: _ParamInfo, decl: str):
-    kind, size = p.kind.decode(), p.size
+    """The check and conversion of a by-value argument. It accepts exactly what
+    CuPy (13.x and 14.x) hands the driver as the right bytes for the parameter,
+    so a launch the emulated device accepts is packed right on a GPU too:
+
+    - ``float``: ``np.float32`` only (CuPy passes a Python float as a double:
+      the kernel would read half of it); ``double``: ``np.float64`` or a float;
+    - integers: a NumPy integer of exactly the parameter's size; a Python int
+      only for an 8-byte parameter (CuPy passes it as an int64);
+    - ``bool``: ``np.bool_`` (CuPy 13 passes a Python bool as an int64);
+    - structs (``Layout``, ``OptimGrads``): a NumPy array of one element of a
+      structured dtype of the struct's size and alignment, e.g. the 0-d array
+      :func:`make_layout` returns (CuPy passes a size-one NumPy array by value as
+      its bytes; CuPy 13 rejects an ``np.void``).
+    """
+    kind, size, align = p.kind.decode(), p.size, p.align
+
+    def given(a) -> str:
+        if isinstance(a, np.ndarray):
+            return f"an array of {a.dtype} and shape {a.shape}"
+        if isinstance(a, np.void):
+            return f"np.void of {a.dtype.itemsize} bytes"
+        if isinstance(a, np.generic):
+            return f"np.{type(a).__name__}"
+        return "None" if a is None else f"a Python {type(a).__name__}"
+
     if kind == "f" and size in (4, 8):
-        want = np.float32 if size == 4 else np.float64
+        if size == 4:
+            def convert(a):
+                if type(a) is np.float32:
+                    return a
+                raise TypeError(f"{decl} takes np.float32, got {given(a)}"
+                                + (" (CuPy passes a Python float as a double: the kernel would read half of it)"
+                                   if type(a) is float else "") + "; convert with np.float32(...)")
+            return "f", convert
 
         def convert(a):
-            if type(a) is want or type(a) is float:
+            if type(a) is np.float64 or type(a) is float:
                 return a
-            raise TypeError(f"{decl} takes np.{want.__name__} (or a Python float), got {type(a).__name__}")
-        return ("f" if size == 4 else "d"), convert
+            raise TypeError(f"{decl} takes np.float64 (or a Python float), got {given(a)}; convert with "
+                            f"np.float64(...)")
+        return "d", convert
     if kind in "iu" and size in _INT_FORMATS:
         bits = 8 * size
         fmt = _INT_FORMATS[size] if kind == "i" else _INT_FORMATS[size].upper()
+        want = {1: "np.int8", 2: "np.int16", 4: "np.int32", 8: "np.int64"}[size]
+        if kind == "u":
+            want = want.replace("np.int", "np.uint")
 
         def convert(a):
-            if type(a) is int:
-                return a
+            if type(a) is int and size == 8 and -(1 << 63) <= a < (1 << 63):
+                return a if kind == "i" or a >= 0 else a + (1 << 64)
             if isinstance(a, np.integer) and a.dtype.itemsize == size:
                 v = int(a)
                 if kind == "i" and v >= 1 << (bits - 1):
@@ -515,31 +554,54 @@ def _scalar_converter(p: _ParamInfo, decl: str):
                 elif kind == "u" and v < 0:
                     v += 1 << bits
                 return v
-            raise TypeError(f"{decl} takes a {size}-byte NumPy integer (or a Python int), got "
-                            f"{type(a).__name__}")
+            why = ""
+            if type(a) is int:
+                why = (f" (CuPy passes a Python int as an int64: 8 bytes for a {size}-byte parameter)" if size != 8
+                       else " out of the int64 range (CuPy 13 passes a Python int as an int64)")
+            elif type(a) is bool or isinstance(a, np.bool_):
+                why = " (a bool)"
+            raise TypeError(f"{decl} takes {'an' if size == 8 else 'a'} {size}-byte NumPy integer"
+                            + (" (or a Python int in the int64 range)" if size == 8 else "")
+                            + f", got {given(a)}{why}; convert with {want}(...)")
         return fmt, convert
     if kind == "b" and size == 1:
         def convert(a):
-            if type(a) is bool or type(a) is np.bool_:
+            if type(a) is np.bool_:
                 return bool(a)
-            raise TypeError(f"{decl} takes np.bool_ (or a Python bool), got {type(a).__name__}")
+            raise TypeError(f"{decl} takes np.bool_, got {given(a)}"
+                            + (" (CuPy 13 passes a Python bool as an 8-byte int64)" if type(a) is bool else "")
+                            + "; convert with np.bool_(...)")
         return "?", convert
 
-    def convert(a):  # structs (Layout, vector types) and anything else: the raw bytes
-        if isinstance(a, np.void) and a.dtype.itemsize == size:
+    def convert(a):  # structs (Layout, OptimGrads): the bytes of a one-element structured array
+        if (isinstance(a, np.ndarray) and a.size == 1 and a.dtype.names is not None
+                and a.dtype.itemsize == size and a.dtype.alignment == align):
             return a.tobytes()
-        if isinstance(a, (bytes, bytearray)) and len(a) == size:
-            return bytes(a)
-        raise TypeError(f"{decl} takes a NumPy structured scalar (np.void) of {size} bytes, got "
-                        f"{type(a).__name__}" + (f" of {a.dtype.itemsize} bytes" if isinstance(a, np.void) else ""))
+        if isinstance(a, np.void):
+            fix = ("CuPy 13 rejects an np.void kernel argument ('Unsupported type'): pass the 0-d structured "
+                   "array itself (e.g. rec, not rec[()])")
+        elif isinstance(a, np.ndarray) and a.dtype.names is not None and a.size == 1:
+            fix = (f"its dtype is {a.dtype.itemsize} bytes aligned to {a.dtype.alignment}; the struct is {size} "
+                   f"bytes aligned to {align} (build the dtype with align=True, field for field)")
+        elif isinstance(a, np.ndarray) and a.dtype.names is not None:
+            fix = "CuPy passes only a NumPy array of one element by value"
+        else:
+            fix = "pass a 0-d NumPy array of the struct's structured dtype (as make_layout returns)"
+        raise TypeError(f"{decl} takes a one-element structured NumPy array of {size} bytes aligned to {align} "
+                        f"(passed by value), got {given(a)}: {fix}")
     return f"{size}s", convert
 
 
 class _Kernel:
-    __slots__ = ("name", "index", "converters", "packer", "decls")
+    """One launchable kernel: ``params`` (its :class:`_ParamInfo` list: size,
+    align, kind of each parameter), ``decls`` (their declarations), and per
+    parameter the argument check ``converters`` and struct ``formats`` of
+    :meth:`HostModule.launch`'s packing."""
+    __slots__ = ("name", "index", "params", "converters", "formats", "packer", "decls")
 
     def __init__(self, name: str, index: int, params: list[_ParamInfo], decls: list[str] | None):
         self.name, self.index = name, index
+        self.params = list(params)
         if decls is None or len(decls) != len(params):
             decls = [f"parameter {i}" for i in range(len(params))]
         self.decls = decls
@@ -549,6 +611,7 @@ class _Kernel:
             fmt, conv = (_pointer_converter(p, described) if p.kind == b"p" else _scalar_converter(p, described))
             fmts.append(fmt)
             self.converters.append(conv)
+        self.formats = fmts[1:]
         self.packer = struct.Struct("".join(fmts))
 
 
@@ -614,8 +677,9 @@ class HostModule:
         1-3 tuples) with ``shared_mem`` bytes of dynamic shared memory; blocks run
         in an order drawn from ``seed``. ``args``: NumPy arrays (their data pointer:
         the kernel reads and writes them in place), NumPy scalars (by value) and
-        structured scalars such as :func:`make_layout` records (by value), one per
-        kernel parameter and checked against its type. Returns when the kernel has
+        one-element structured arrays such as :func:`make_layout` records (by value),
+        one per kernel parameter and checked against its type: only what CuPy would
+        hand the driver as the right bytes is accepted (see ``_scalar_converter``). Returns when the kernel has
         finished; raises :class:`HostLaunchError` with the launcher's message."""
         k = self._kernels.get(name)
         if k is None:

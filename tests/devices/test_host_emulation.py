@@ -346,14 +346,30 @@ def test_arguments_are_checked_against_the_kernel_signature(mod):
         mod.launch("test_layout_echo", 1, 1, [layout])
     with pytest.raises(TypeError, match=r"argument 1 \(int64_t\* out\).*float64"):
         mod.launch("test_layout_echo", 1, 1, [layout, np.zeros(17)])
-    with pytest.raises(TypeError, match="structured scalar"):
-        mod.launch("test_layout_echo", 1, 1, [np.zeros((), [("a", np.int64)])[()], out])
+    with pytest.raises(TypeError, match="one-element structured NumPy array of 136 bytes"):
+        mod.launch("test_layout_echo", 1, 1, [np.zeros((), [("a", np.int64)]), out])
+    # What CuPy 13 or 14 would not hand the driver as the right bytes is refused too:
+    with pytest.raises(TypeError, match=r"CuPy 13 rejects an np.void.*rec\[\(\)\]"):
+        mod.launch("test_layout_echo", 1, 1, [layout[()], out])  # the right bytes, as np.void
+    with pytest.raises(TypeError, match="aligned to 1; the struct is 136 bytes aligned to 8"):
+        packed_dtype = np.dtype([("rank", np.int32), ("pad", np.int32), ("rest", np.int64, (16,))])
+        mod.launch("test_layout_echo", 1, 1, [np.zeros((), packed_dtype), out])
+    with pytest.raises(TypeError, match="only a NumPy array of one element"):
+        mod.launch("test_layout_echo", 1, 1, [np.zeros(2, hb.layout_dtype), out])
+    with pytest.raises(TypeError, match=r"got None: CuPy 13 does not pass None"):
+        mod.launch("test_layout_echo", 1, 1, [layout, None])
+    scale_args = [zeros(1, np.float32)] * 2 + [layout] * 2
     with pytest.raises(TypeError, match=r"float scale.*np.float32"):
-        mod.launch("test_strided_scale_f32", 1, 1, [zeros(1, np.float32)] * 2 + [layout] * 2
-                   + [np.float64(1.0), np.int64(1)])
+        mod.launch("test_strided_scale_f32", 1, 1, scale_args + [np.float64(1.0), np.int64(1)])
+    with pytest.raises(TypeError, match=r"float scale.*Python float as a double"):
+        mod.launch("test_strided_scale_f32", 1, 1, scale_args + [1.0, np.int64(1)])
     with pytest.raises(TypeError, match=r"int64_t n.*8-byte"):
-        mod.launch("test_strided_scale_f32", 1, 1, [zeros(1, np.float32)] * 2 + [layout] * 2
-                   + [np.float32(1.0), np.int32(1)])
+        mod.launch("test_strided_scale_f32", 1, 1, scale_args + [np.float32(1.0), np.int32(1)])
+    mod.launch("test_strided_scale_f32", 1, 1, scale_args + [np.float32(1.0), 1])  # a Python int is an int64
+    with pytest.raises(TypeError, match=r"int width.*4-byte.*Python int as an int64"):
+        mod.launch("test_warp_shuffles_f32", 1, 32, [zeros(32, np.float32)] * 2 + [32])
+    with pytest.raises(TypeError, match=r"int width.*4-byte NumPy integer, got np.int64; convert with np.int32"):
+        mod.launch("test_warp_shuffles_f32", 1, 32, [zeros(32, np.float32)] * 2 + [np.int64(32)])
 
 
 def test_cuda_style_c_api(mod):

@@ -33,9 +33,15 @@ def element_strides(buf) -> tuple:
     return tuple(s // item for s in buf.strides)
 
 
-def make_layout(shape, strides) -> np.void:
-    """A ``struct Layout`` (kernels/common.cuh) as a NumPy structured scalar,
-    passed to kernels by value; ``strides`` are in elements, 0 along broadcast axes."""
+def make_layout(shape, strides) -> np.ndarray:
+    """A ``struct Layout`` (kernels/common.cuh) as a read-only 0-d structured
+    NumPy array, passed to kernels by value; ``strides`` are in elements, 0 along
+    broadcast axes.
+
+    A 0-d array, not its ``np.void`` element: CuPy passes a NumPy array of size
+    one by value as its bytes (13.x and 14.x alike), while CuPy 13's argument
+    packer rejects ``np.void`` ("Unsupported type"). Read-only, because layouts
+    are cached (:func:`gpuad.devices.cuda.elementwise._layouts`) and shared."""
     shape, strides = tuple(shape), tuple(strides)
     if len(shape) != len(strides):
         raise ValueError(f"shape {shape} and strides {strides} differ in rank")
@@ -45,10 +51,11 @@ def make_layout(shape, strides) -> np.void:
     rec["rank"] = len(shape)
     rec["shape"][:len(shape)] = shape
     rec["strides"][:len(strides)] = strides
-    return rec[()]
+    rec.flags.writeable = False
+    return rec
 
 
-def layout_of(buf, out_shape=None) -> np.void:
+def layout_of(buf, out_shape=None) -> np.ndarray:
     """The layout of ``buf`` read as if broadcast to ``out_shape``: leading
     axes added and stretched axes get stride 0, so one index decomposition
     over ``out_shape`` addresses every operand."""

@@ -13,7 +13,8 @@ launches for very many tensors), whatever their sizes:
   dict the caller owns (one per optimizer, device and dtype), and rebuilt only
   when a buffer changes; steady-state steps make no transfer;
 - the gradient pointers change every step: they travel by value, as a kernel
-  argument (``struct OptimGrads``), which is part of the launch.
+  argument (``struct OptimGrads``, a 0-d structured NumPy array: CuPy passes
+  a size-one NumPy array by value as its bytes), which is part of the launch.
 
 Arguments (the cpu device's ``optim`` method takes the same):
 
@@ -42,7 +43,7 @@ FAMILIES = ("optim",)
 
 #: Tensors per launch: ``GPUAD_OPTIM_MAX_TENSORS`` in kernels/optim.cu.
 MAX_TENSORS = 256
-_GRADS = np.dtype([("ptr", np.uint64, (MAX_TENSORS,))])  # struct OptimGrads
+_GRADS = np.dtype([("ptr", np.uint64, (MAX_TENSORS,))], align=True)  # struct OptimGrads
 
 _FLOAT_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -146,4 +147,5 @@ def optim(dev, op, params, grads, slots, hyper, cache=None):
                 g = dev.cast("cast", g, g.dtype)
                 keep.append(g)  # alive until the launch below is queued
             ptrs[n] = _pointer(dev, g)
-        dev.launch(kernel, total, (table, rec[()], np.int32(count), L.i64(total)) + common + extra)
+        # ``rec`` itself (0-d), not ``rec[()]``: CuPy 13 rejects an np.void argument.
+        dev.launch(kernel, total, (table, rec, np.int32(count), L.i64(total)) + common + extra)
