@@ -49,7 +49,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .kernel_sources import kernel_dir
+from . import kernel_sources
+from .kernel_sources import atomic_write, kernel_dir
 
 __all__ = ["build", "HostModule", "HostBuildError", "HostLaunchError", "layout_dtype", "make_layout",
            "cache_dir", "tsan_runtime", "MAX_THREADS_PER_BLOCK", "MAX_DYNAMIC_SHARED"]
@@ -102,10 +103,7 @@ _loaded: dict[Path, ctypes.CDLL] = {}
 def cache_dir() -> Path:
     """Where built libraries live: ``$GPUAD_CACHE_DIR/emulated``, else
     ``$XDG_CACHE_HOME/gpuad/emulated``, else ``~/.cache/gpuad/emulated``."""
-    if os.environ.get("GPUAD_CACHE_DIR"):
-        return Path(os.environ["GPUAD_CACHE_DIR"]).expanduser() / "emulated"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "gpuad" / "emulated"
+    return kernel_sources.cache_dir("emulated")
 
 
 def _host_dir() -> Path:
@@ -219,17 +217,6 @@ def _file_hashes(paths: Iterable[str]) -> dict[str, str] | None:
 
 def _deps_key(hashes: dict[str, str]) -> str:
     return _sha(json.dumps(hashes, sort_keys=True).encode())[:20]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run(cmd: list[str], what: str, build_dir: Path, hint: str = "") -> subprocess.CompletedProcess:
@@ -403,9 +390,9 @@ def _build_into(tmp: Path, cache: Path, key: str, cxx: str, sources: list[Path],
     meta = {"sources": [str(s) for s in sources], "tsan": tsan,
             "kernels": {name: {"params": params, "source": str(sc.source)}
                         for sc in scans for name, params in sc.kernels.items()}}
-    _atomic_write(so.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    atomic_write(so.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     os.replace(so_tmp, so)  # atomic: concurrent builders write identical files
-    _atomic_write(cache / f"{key}.json", json.dumps({"deps": sorted(hashes)}).encode())
+    atomic_write(cache / f"{key}.json", json.dumps({"deps": sorted(hashes)}).encode())
     return so
 
 

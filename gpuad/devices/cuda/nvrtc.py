@@ -31,16 +31,15 @@ True
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import KernelCompileError
-from ..kernel_sources import kernel_dir
+from .. import kernel_sources
+from ..kernel_sources import atomic_write, kernel_dir
 
 __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options", "cache_key", "compile_family",
            "nvrtc_version", "supported_archs", "parse_arch", "target_for", "NvrtcUnavailableError",
@@ -94,10 +93,7 @@ def family_of(kernel: str) -> str:
 def cache_dir() -> Path:
     """Where compiled families live: ``$GPUAD_CACHE_DIR/cuda``, else
     ``$XDG_CACHE_HOME/gpuad/cuda``, else ``~/.cache/gpuad/cuda``."""
-    if os.environ.get("GPUAD_CACHE_DIR"):
-        return Path(os.environ["GPUAD_CACHE_DIR"]).expanduser() / "cuda"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "gpuad" / "cuda"
+    return kernel_sources.cache_dir("cuda")
 
 
 # ---------------------------------------------------------------------------- sources
@@ -273,16 +269,3 @@ def _compile(family: str, source: str, opts, ptx: bool) -> bytes:
         return nvrtc.getPTX(prog) if ptx else nvrtc.getCUBIN(prog)
     finally:
         nvrtc.destroyProgram(prog)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` so that readers see the old file or the whole new one; processes
-    that compile the same family at once write identical bytes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
