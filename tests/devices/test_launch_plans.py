@@ -1,4 +1,4 @@
-"""The launch plans cached by gpuad/devices/cuda/elementwise.py, nn.py and reduction.py: keyed by
+"""The launch plans cached by gpuad/devices/cuda/elementwise.py, nn.py, reduction.py and layout.py: keyed by
 dtypes, shapes and strides only, so a cached plan never serves operands it does not
 fit; bounded; holding no buffer; never caching an error. On the emulated launcher,
 against the cpu device."""
@@ -142,3 +142,147 @@ def test_plans_hold_no_buffers(dev):
     del x, y, outs
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+# -- layout.py: layout, concat, gather / scatter_add, one_hot -------------------------------------
+def _layout_calls(dev, v, other, idx):
+    """(device result, cpu result) of every layout-family call on the (8, 6) view ``v``."""
+    from gpuad.ops.array import canonical_key
+    out = []
+
+    def both(family, *args, **attrs):
+        out.append((getattr(dev, family)(*args, **attrs), getattr(CPU, family)(*args, **attrs)))
+
+    for perm in [(1, 0), (0, 1), (-1, 0), [1, 0]]:  # (a list perm is read as a tuple)
+        both("layout", "transpose", v, perm=perm)
+    both("layout", "reshape", v, shape=(6, 8))
+    both("layout", "reshape", v, shape=(48,))
+    both("layout", "broadcast_to", v, shape=(3, 8, 6))
+    # one input shape and strides, several keys (some with results of one shape)
+    for raw in [(slice(0, 4),), (slice(4, 8),), (slice(None, None, -2),), (slice(1, None, 2),),
+                (slice(None), 2), (slice(None), 3), (None, 1), (..., slice(5, None, -1)), (0, 0)]:
+        key = canonical_key(v.shape, raw)
+        both("layout", "strided_slice", v, key=key)
+        g = np.asarray(v[raw])
+        both("layout", "strided_slice_grad", g, shape=v.shape, key=key)
+        if g.ndim:
+            both("layout", "strided_slice_grad", g[::-1], shape=v.shape, key=key)
+    both("layout", "strided_slice", v, key=(slice(None, None, -1),))  # non-canonical: Python's rules
+    for axis in (0, 1, -1):
+        both("concat", "concat", v, other, axis=axis)
+        both("concat", "concat", other, v, v, axis=axis)
+    strided = (lambda j: (j, j[::-1], j[::2]))  # one shape for the first two, other strides
+    for axis in (0, 1):
+        for i in strided(idx % v.shape[axis]):
+            both("gather", "gather", v, i, axis=axis)
+    for i6, i8 in zip(strided(idx % 6), strided(idx % 8)):
+        upd = v[:, :len(i6)]
+        both("gather", "scatter_add", upd, i6, axis=1, shape=(8, 6))
+        both("gather", "scatter_add", upd.T, i8, axis=0, shape=(8, 8))
+    for i in strided(idx):
+        both("one_hot", "one_hot", i, 6, 1.0, 0.0, np.float32)
+        both("one_hot", "one_hot", i, 6, 2.5, -0.0, np.float32)  # values are not in the plan
+        both("one_hot", "one_hot", i, 6, True, False, np.bool_)
+        both("one_hot", "one_hot", i, 6, 7, -1, np.int64)
+    return out
+
+
+def test_layout_plans_same_shapes_other_strides_keys_perms(dev):
+    """One (8, 6) shape read contiguous, reversed, transposed, through a broadcast and
+    strided; several keys, perms, axes and index strides on each: every call must get
+    the plan of what it was given, on the second (cached) round too."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((8, 6)).astype(F32)
+    other = rng.standard_normal((8, 6)).astype(F32)
+    idx = np.array([5, 0, 3, 3, 1, 7], np.int64)
+    views = [base, base[::-1], np.asfortranarray(base), base[:, ::-1],
+             np.broadcast_to(base[:1], (8, 6)), base[::-1, ::-1], base]
+    for _ in range(2):  # the second round runs on cached plans
+        for v in views:
+            for got, want in _layout_calls(dev, v, other, idx):
+                assert got.shape == want.shape and got.dtype == want.dtype
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+                assert np.signbit(got).tolist() == np.signbit(want).tolist()  # (-0.0 off values)
+    from gpuad.devices.cuda import layout as LY
+    assert LY._layout_plans and LY._concat_plans and LY._gather_plans and LY._one_hot_plans
+
+
+def test_layout_errors_are_raised_every_time(dev):
+    from gpuad.devices.cuda import layout as LY
+    a = np.ones((3, 4), F32)
+    nine = np.ones((2,) * 9, F32)
+    bad = [
+        (ValueError, lambda: dev.layout("transpose", nine, perm=tuple(range(8, -1, -1)))),  # rank 9
+        (ValueError, lambda: dev.layout("broadcast_to", a, shape=(4, 4))),
+        (ValueError, lambda: dev.layout("broadcast_to", a[:1], shape=(-3, 4))),  # the allocation's
+        (ValueError, lambda: dev.layout("strided_slice_grad", a, shape=(-3, 4), key=(slice(0, 3, 1),))),
+        (KeyError, lambda: dev.layout("nope", a)),
+        (TypeError, lambda: dev.layout("transpose", a, perm=1)),
+        (TypeError, lambda: dev.layout("transpose", a.astype(np.float16), perm=(1, 0))),
+        (TypeError, lambda: dev.concat("concat", a, a.astype(np.float64), axis=0)),
+        (TypeError, lambda: dev.gather("gather", a, np.zeros(2, np.int16), axis=0)),
+        (ZeroDivisionError, lambda: dev.gather("gather", np.float32(1).reshape(()), np.zeros(2, np.int64), axis=0)),
+        (TypeError, lambda: dev.gather("scatter_add", a > 0, np.zeros(3, np.int64), axis=0, shape=(3, 4))),
+        (KeyError, lambda: dev.gather("nope", a, np.zeros(2, np.int64), axis=0)),
+        (TypeError, lambda: dev.one_hot("one_hot", np.zeros(2, np.int64), 3, 1, 0, np.float16)),
+        (OverflowError, lambda: dev.one_hot("one_hot", np.zeros(2, np.int64), 3, 2 ** 40, 0, np.int32)),
+    ]
+    for _ in range(2):
+        for error, call in bad:
+            sizes = [len(d) for d in (LY._layout_plans, LY._concat_plans, LY._gather_plans, LY._one_hot_plans)]
+            with pytest.raises(error):
+                call()
+            if error is not OverflowError:  # (one_hot's plan is good: its value is bad)
+                assert sizes == [len(d) for d in (LY._layout_plans, LY._concat_plans, LY._gather_plans,
+                                                  LY._one_hot_plans)], call
+    for _ in range(2):  # a value that converts with a NumPy warning is not kept: it warns every time
+        with pytest.warns(RuntimeWarning):
+            dev.one_hot("one_hot", np.zeros(2, np.int64), 3, 1e300, 0, F32)  # (overflows to inf)
+    same(dev.layout("transpose", a, perm=(1, 0)), a.T)  # and good keys still work
+    same(dev.one_hot("one_hot", np.zeros(2, np.int64), 3, 1, 0, np.int32),
+         CPU.one_hot("one_hot", np.zeros(2, np.int64), 3, 1, 0, np.int32))
+
+
+def test_layout_plan_caches_are_bounded(dev, monkeypatch):
+    from gpuad.devices.cuda import layout as LY
+    monkeypatch.setattr(LY, "_PLAN_CAP", 8)
+    names = ("_layout_plans", "_concat_plans", "_gather_plans", "_one_hot_plans", "_one_hot_values")
+    for name in names:
+        monkeypatch.setattr(LY, name, {})
+    for n in range(1, 30):
+        x = np.arange(2 * n, dtype=F32).reshape(n, 2)
+        idx = np.arange(n, dtype=np.int32)
+        same(dev.layout("transpose", x, perm=(1, 0)), x.T)
+        same(dev.layout("strided_slice", x, key=(slice(n - 1, None, -1), 1)), x[::-1, 1])
+        same(dev.concat("concat", x, x, axis=1), np.concatenate([x, x], 1))
+        same(dev.gather("gather", x, idx, axis=0), x)
+        same(dev.one_hot("one_hot", idx, 3, float(n), 0.0, F32), CPU.one_hot("one_hot", idx, 3, float(n), 0.0, F32))
+        assert all(len(getattr(LY, name)) <= 8 for name in names)
+
+
+def test_layout_plans_hold_no_buffers(dev):
+    from gpuad.devices.cuda import layout as LY
+    from gpuad.ops.array import canonical_key
+    x, idx = np.ones((5, 3), F32), np.array([2, 0], np.int64)
+    refs = [weakref.ref(x), weakref.ref(idx)]
+    outs = [dev.layout("transpose", x, perm=(1, 0)), dev.layout("reshape", x.T, shape=(15,)),
+            dev.layout("broadcast_to", x, shape=(2, 5, 3)),
+            dev.layout("strided_slice", x, key=canonical_key(x.shape, (slice(None, None, -2),))),
+            dev.layout("strided_slice_grad", x, shape=(10, 3), key=canonical_key((10, 3), (slice(None, None, 2),))),
+            dev.concat("concat", x, x.T.T, axis=0), dev.gather("gather", x, idx, axis=0),
+            dev.gather("scatter_add", x[:2], idx, axis=0, shape=(5, 3)),
+            dev.one_hot("one_hot", idx, 4, 1.0, 0.0, F32)]
+    refs += [weakref.ref(o) for o in outs]
+    del x, idx, outs
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+    def parts(obj):  # everything a plan holds, nested tuples flattened
+        if isinstance(obj, tuple):
+            for o in obj:
+                yield from parts(o)
+        else:
+            yield obj
+    plans = [LY._layout_plans, LY._concat_plans, LY._gather_plans, LY._one_hot_plans]
+    assert all(not isinstance(p, np.ndarray) or p.ndim == 0  # layouts and scalars only
+               for d in plans for plan in d.values() for p in parts(plan))

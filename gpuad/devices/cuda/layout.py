@@ -2,7 +2,7 @@
 (reshape, transpose, broadcast_to, strided_slice, strided_slice_grad), concat,
 gather / scatter_add and one_hot.
 
-Every copy goes through :func:`copy`: a view is (buffer, element offset, shape,
+Every copy is planned by :func:`_copy_steps`: a view is (buffer, element offset, shape,
 element strides), axes are coalesced first (size-1 axes dropped, axes that are
 contiguous in both source and destination merged), then the cheapest way
 runs: a byte copy (``dev.copy_bytes``: ``cudaMemcpyAsync`` on cuda) when both
@@ -15,8 +15,21 @@ contiguous buffer is a new contiguous buffer.
 gather: an index outside ``[0, x.shape[axis])`` raises on the cpu device; here
 the kernel writes 0 for it (and scatter_add skips it): checking would cost a
 device-to-host round trip per call.
+
+Launch plans: everything a call launches besides the buffers -- output shape and
+dtype, kernel names, work items, offsets, Layouts and the other scalar arguments,
+byte copies -- depends only on the op, its attributes and the operands' dtypes,
+shapes and strides. Each family keeps it per such key in a bounded dict
+(:data:`_PLAN_CAP` entries, emptied when full; keys and plans hold no buffers), so a
+repeated op does no shape arithmetic: its host work is building the key, one dict
+lookup, the allocation and the launches. Nothing here depends on the device (the
+grid is sized by ``dev.launch`` from each kernel's occupancy at every launch), so
+the dicts are module-level. Errors are never cached: a key whose planning raises is
+planned, and raises, on every call.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -83,7 +96,7 @@ def broadcast_strides(buf, shape) -> tuple:
     return tuple(out)
 
 
-def flat_layout(buf) -> np.void:
+def flat_layout(buf):
     """The Layout of ``buf`` over its own shape, coalesced (same linear-index map)."""
     shape, (strides,) = coalesce(buf.shape, L.element_strides(buf))
     return L.make_layout(shape, strides)
@@ -122,83 +135,183 @@ def slice_geometry(shape, strides, key):
     return offset, tuple(out_shape), tuple(out_strides)
 
 
-def _size(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+# -- launch plans (see the module docstring) ----------------------------------------------
+# A plan of the copy families (layout, concat) is (output shape, output dtype, steps);
+# a step writes the new output ``out`` from the call's inputs ``xs``:
+#
+# - ``(kernel, work, src, head, tail)``: ``dev.launch(kernel, work, (out,) + head +
+#   (xs[src],) + tail)``, or ``(out,) + head`` when src is None (layout_zero);
+# - ``(None, nbytes, src, out_byte_offset, src_byte_offset)``: ``dev.copy_bytes(out,
+#   out_byte_offset, xs[src], src_byte_offset, nbytes)``.
+#
+# Planners read buffers' dtype, shape, strides and size, never keep them. Where the
+# code before plans allocated the output before a check that may raise, a planner
+# asks the launcher for that allocation itself when it would fail (a negative size),
+# so that the same error comes first.
+
+#: Plans kept per family; a full cache is emptied (shapes that change all the time
+#: cost a plan per call, as before plans, and never grow memory).
+_PLAN_CAP = 4096
+
+_layout_plans: dict = {}
+_concat_plans: dict = {}
+_gather_plans: dict = {}
+_one_hot_plans: dict = {}
+_one_hot_values: dict = {}
+
+#: Marks a slice in a plan key: slices are unhashable before Python 3.12, so a key
+#: holds ``(_SLICE, start, stop, step)`` for each (a tuple no caller can pass).
+_SLICE = object()
 
 
-# -- kernels ------------------------------------------------------------------------------
-def zero(dev, out) -> None:
-    """Fill the contiguous buffer ``out`` with zeros."""
-    if out.size:
-        dev.launch(f"layout_zero_{L.suffix(out.dtype)}", out.size, (out, L.i64(out.size)))
+def _cached(plans: dict, key, plan):
+    if len(plans) >= _PLAN_CAP:
+        plans.clear()
+    plans[key] = plan
+    return plan
 
 
-def copy(dev, out, out_offset, out_strides, x, x_offset, x_strides, shape) -> None:
-    """``out[view] = x[view]`` elementwise over ``shape``, each view given by an
-    element offset into its buffer and element strides."""
-    n = _size(shape)
-    if n == 0:
-        return
-    if out.dtype != x.dtype:
-        raise TypeError(f"copy between {x.dtype} and {out.dtype}")
-    sfx = L.suffix(x.dtype)
-    shp, (ds, ss) = coalesce(shape, out_strides, x_strides)
-    oo, xo, nn = L.i64(out_offset), L.i64(x_offset), L.i64(n)
-    if ds != c_strides(shp):
-        dev.launch(f"layout_copy_{sfx}_dst_strided", -(-n // COPY_UNROLL),
-                   (out, oo, L.make_layout(shp, ds), x, xo, L.make_layout(shp, ss), nn))
-    elif ss == ds:  # both contiguous: a byte copy (cudaMemcpyAsync on cuda)
-        item = x.dtype.itemsize
-        dev.copy_bytes(out, int(out_offset) * item, x, int(x_offset) * item, n * item)
-    elif len(shp) in (2, 3) and ss[-2] == 1 and min(shp[-2:]) >= _TILE_MIN:
-        nb, ni, nj = ((1,) + shp)[-3:]
-        sb = ((0,) + ss)[-3]
-        tiles = nb * -(-ni // _TILE) * -(-nj // _TILE)
-        dev.launch(f"layout_transpose_{sfx}_tiled", tiles * L.BLOCK,
-                   (out, oo, x, xo, L.i64(nb), L.i64(ni), L.i64(nj), L.i64(sb), L.i64(ss[-2]), L.i64(ss[-1])))
-    else:
-        dev.launch(f"layout_copy_{sfx}", -(-n // COPY_UNROLL), (out, oo, x, xo, L.make_layout(shp, ss), nn))
+def _slice_key(key: tuple) -> tuple:
+    return tuple([(_SLICE, k.start, k.stop, k.step) if k.__class__ is slice else k for k in key])
 
 
-def materialize(dev, x, offset, shape, strides):
-    """A new contiguous buffer holding the view (offset, shape, strides) of ``x``."""
-    out = dev.empty(shape, x.dtype)
-    copy(dev, out, 0, c_strides(shape), x, offset, strides, shape)
+def _alloc_check(dev, shape, dtype) -> None:
+    """Where the code before plans allocated ``shape`` before a later check: a shape
+    the launcher rejects (a negative size) raises the launcher's error first, as then."""
+    for d in shape:
+        if d < 0:
+            dev.empty(shape, dtype)
+            return
+
+
+def _run(dev, plan, xs):
+    shape, dtype, steps = plan
+    out = dev.launcher.empty(shape, dtype)
+    for kernel, work, src, head, tail in steps:
+        if kernel is None:
+            dev.copy_bytes(out, head, xs[src], tail, work)
+        elif src is None:
+            dev.launch(kernel, work, (out, *head))
+        else:
+            dev.launch(kernel, work, (out, *head, xs[src], *tail))
     return out
 
 
-def contiguous(dev, x):
-    """``x`` itself if C-contiguous, else a contiguous copy made by a kernel."""
-    if L.is_contiguous(x):
-        return x
-    return materialize(dev, x, 0, tuple(x.shape), L.element_strides(x))
+def _zero_step(dtype, shape):
+    """The step filling a new contiguous ``shape`` output with zeros, or None if empty."""
+    n = math.prod(shape)
+    if not n:
+        return None
+    return (f"layout_zero_{L.suffix(dtype)}", n, None, (L.i64(n),), ())
+
+
+def _copy_steps(out_offset, out_strides, src, dtype, x_offset, x_strides, shape) -> list:
+    """The steps of ``out[view] = xs[src][view]`` elementwise over ``shape``, each view
+    given by an element offset into its buffer and element strides (both ``dtype``):
+    none when empty; a byte copy when both views are contiguous; a tiled transpose when
+    the source is read along its second-to-last axis; else a strided copy kernel."""
+    n = math.prod(shape)
+    if n == 0:
+        return []
+    sfx = L.suffix(dtype)
+    shp, (ds, ss) = coalesce(shape, out_strides, x_strides)
+    oo, xo, nn = L.i64(out_offset), L.i64(x_offset), L.i64(n)
+    if ds != c_strides(shp):
+        return [(f"layout_copy_{sfx}_dst_strided", -(-n // COPY_UNROLL), src,
+                 (oo, L.make_layout(shp, ds)), (xo, L.make_layout(shp, ss), nn))]
+    if ss == ds:  # both contiguous: a byte copy (cudaMemcpyAsync on cuda)
+        item = dtype.itemsize
+        return [(None, n * item, src, int(out_offset) * item, int(x_offset) * item)]
+    if len(shp) in (2, 3) and ss[-2] == 1 and min(shp[-2:]) >= _TILE_MIN:
+        nb, ni, nj = ((1,) + shp)[-3:]
+        sb = ((0,) + ss)[-3]
+        tiles = nb * -(-ni // _TILE) * -(-nj // _TILE)
+        return [(f"layout_transpose_{sfx}_tiled", tiles * L.BLOCK, src, (oo,),
+                 (xo, L.i64(nb), L.i64(ni), L.i64(nj), L.i64(sb), L.i64(ss[-2]), L.i64(ss[-1])))]
+    return [(f"layout_copy_{sfx}", -(-n // COPY_UNROLL), src, (oo,), (xo, L.make_layout(shp, ss), nn))]
+
+
+def _materialize_plan(dev, x, offset, shape, strides):
+    """The plan of a new contiguous buffer holding the view (offset, shape, strides) of x."""
+    _alloc_check(dev, shape, x.dtype)
+    return (shape, x.dtype, tuple(_copy_steps(0, c_strides(shape), 0, x.dtype, offset, strides, shape)))
 
 
 # -- the protocol -------------------------------------------------------------------------
 def layout(dev, op, x, **attrs):
-    if op == "reshape":  # a view of a contiguous buffer is free
-        return contiguous(dev, x).reshape(tuple(attrs["shape"]))
+    if op == "reshape":
+        if L.is_contiguous(x):  # a view of a contiguous buffer is free
+            return x.reshape(tuple(attrs["shape"]))
+        key = (op, x.dtype, x.shape, x.strides)
+        plan = _layout_plans.get(key)
+        if plan is None:
+            plan = _cached(_layout_plans, key, _materialize_plan(dev, x, 0, tuple(x.shape), L.element_strides(x)))
+        return _run(dev, plan, (x,)).reshape(tuple(attrs["shape"]))
     if op == "transpose":
-        perm = tuple(int(p) % max(len(x.shape), 1) for p in attrs["perm"])
+        arg = attrs["perm"]
+    elif op == "broadcast_to":
+        arg = attrs["shape"]
+    elif op == "strided_slice":
+        arg = attrs["key"]
+    elif op == "strided_slice_grad":
+        arg = (attrs["shape"], attrs["key"])
+    else:
+        raise KeyError(op)
+    try:
+        if op == "strided_slice":
+            arg = tuple(arg)
+            key = (op, x.dtype, x.shape, x.strides, _slice_key(arg))
+        elif op == "strided_slice_grad":
+            arg = (tuple(arg[0]), tuple(arg[1]))
+            key = (op, x.dtype, x.shape, x.strides, arg[0], _slice_key(arg[1]))
+        else:
+            arg = tuple(arg)
+            key = (op, x.dtype, x.shape, x.strides, arg)
+        plan = _layout_plans.get(key)
+    except TypeError:  # an unhashable or non-iterable attribute: the planner says what is wrong
+        key = plan = None
+    if plan is None:
+        plan = _layout_plan(dev, op, x, arg)
+        if key is not None:
+            _cached(_layout_plans, key, plan)
+    return _run(dev, plan, (x,))
+
+
+def _layout_plan(dev, op, x, arg):
+    if op == "transpose":
+        perm = tuple(int(p) % max(len(x.shape), 1) for p in arg)
         strides = L.element_strides(x)
-        return materialize(dev, x, 0, tuple(x.shape[p] for p in perm), tuple(strides[p] for p in perm))
+        return _materialize_plan(dev, x, 0, tuple(x.shape[p] for p in perm), tuple(strides[p] for p in perm))
     if op == "broadcast_to":
-        shape = tuple(int(n) for n in attrs["shape"])
-        return materialize(dev, x, 0, shape, broadcast_strides(x, shape))
+        shape = tuple(int(n) for n in arg)
+        return _materialize_plan(dev, x, 0, shape, broadcast_strides(x, shape))
     if op == "strided_slice":
-        offset, shape, strides = slice_geometry(x.shape, L.element_strides(x), attrs["key"])
-        return materialize(dev, x, offset, shape, strides)
-    if op == "strided_slice_grad":  # x is the upstream gradient of full[key]
-        shape = tuple(int(n) for n in attrs["shape"])
-        out = dev.empty(shape, x.dtype)
-        zero(dev, out)
-        offset, sshape, sstrides = slice_geometry(shape, c_strides(shape), attrs["key"])
-        copy(dev, out, offset, sstrides, x, 0, broadcast_strides(x, sshape), sshape)
-        return out
-    raise KeyError(op)
+        offset, shape, strides = slice_geometry(x.shape, L.element_strides(x), arg)
+        return _materialize_plan(dev, x, offset, shape, strides)
+    # strided_slice_grad: x is the upstream gradient of full[key]
+    shape, key = arg
+    shape = tuple(int(n) for n in shape)
+    _alloc_check(dev, shape, x.dtype)
+    zero = _zero_step(x.dtype, shape)
+    offset, sshape, sstrides = slice_geometry(shape, c_strides(shape), key)
+    steps = _copy_steps(offset, sstrides, 0, x.dtype, 0, broadcast_strides(x, sshape), sshape)
+    return (shape, x.dtype, tuple(([zero] if zero else []) + steps))
 
 
 def concat(dev, op, *xs, axis):
+    try:
+        key = (axis,) + tuple([(x.dtype, x.shape, x.strides) for x in xs])  # (a list: faster)
+        plan = _concat_plans.get(key)
+    except TypeError:  # an unhashable axis
+        key = plan = None
+    if plan is None:
+        plan = _concat_plan(xs, axis)
+        if key is not None:
+            _cached(_concat_plans, key, plan)
+    return _run(dev, plan, xs)
+
+
+def _concat_plan(xs, axis):
     first = xs[0]
     ndim = len(first.shape)
     axis = int(axis) % ndim if ndim else 0
@@ -208,13 +321,14 @@ def concat(dev, op, *xs, axis):
                             f"the kernel device concatenates one dtype and rank")
     shape = list(first.shape)
     shape[axis] = sum(int(x.shape[axis]) for x in xs)
-    out = dev.empty(tuple(shape), first.dtype)
+    shape = tuple(shape)
     cs = c_strides(shape)
+    steps = []
     start = 0
-    for x in xs:  # one strided copy per input into its slab of out
-        copy(dev, out, start * cs[axis], cs, x, 0, L.element_strides(x), tuple(x.shape))
+    for i, x in enumerate(xs):  # one copy per input into its slab of out
+        steps += _copy_steps(start * cs[axis], cs, i, x.dtype, 0, L.element_strides(x), tuple(x.shape))
         start += int(x.shape[axis])
-    return out
+    return (shape, first.dtype, tuple(steps))
 
 
 def _index_suffix(indices, op):
@@ -226,45 +340,103 @@ def _index_suffix(indices, op):
 
 
 def gather(dev, op, x, indices, axis, shape=None):
+    try:
+        key = (op, x.dtype, x.shape, x.strides, indices.dtype, indices.shape, indices.strides, axis,
+               shape if shape is None else tuple(shape))
+        plan = _gather_plans.get(key)
+    except TypeError:
+        key = plan = None
+    if plan is None:
+        plan = _gather_plan(dev, op, x, indices, axis, shape if key is None else key[-1])
+        if key is not None:
+            _cached(_gather_plans, key, plan)
+    # (output shape, dtype, zero step or None, kernel or None, work items, Layouts, tail)
+    out_shape, dtype, zero, kernel, n, lx, li, tail = plan
+    out = dev.launcher.empty(out_shape, dtype)
+    if zero is not None:
+        dev.launch(zero[0], zero[1], (out, *zero[3]))
+    if kernel is not None:
+        dev.launch(kernel, n, (out, x, lx, indices, li, *tail))
+    return out
+
+
+def _gather_plan(dev, op, x, indices, axis, shape):
     axis = int(axis)
     isfx = _index_suffix(indices, op)
     n_idx = int(indices.size)
     if op == "gather":
         axis %= len(x.shape)
         out_shape = tuple(x.shape[:axis]) + tuple(indices.shape) + tuple(x.shape[axis + 1:])
-        out = dev.empty(out_shape, x.dtype)
-        n = out.size
-        if n:
-            inner = _size(x.shape[axis + 1:])
-            dev.launch(f"gather_{L.suffix(x.dtype)}_{isfx}", n,
-                       (out, x, flat_layout(x), indices, flat_layout(indices), L.i64(n_idx),
-                        L.i64(x.shape[axis]), L.i64(inner), L.i64(n)))
-        return out
+        n = math.prod(out_shape)
+        if not n:
+            return (out_shape, x.dtype, None, None, 0, None, None, None)
+        inner = math.prod(x.shape[axis + 1:])
+        return (out_shape, x.dtype, None, f"gather_{L.suffix(x.dtype)}_{isfx}", n,
+                flat_layout(x), flat_layout(indices),
+                (L.i64(n_idx), L.i64(x.shape[axis]), L.i64(inner), L.i64(n)))
     if op == "scatter_add":  # x holds the updates; shape is the result's
         shape = tuple(int(d) for d in shape)
         axis %= len(shape)
         if x.dtype == np.bool_:
             raise TypeError("scatter_add: the kernel device adds float32, float64, int32 and int64")
-        out = dev.empty(shape, x.dtype)
-        zero(dev, out)
+        _alloc_check(dev, shape, x.dtype)
+        zero = _zero_step(x.dtype, shape)
         n = int(x.size)
-        if n:
-            inner = _size(shape[axis + 1:])
-            dev.launch(f"scatter_add_{L.suffix(x.dtype)}_{isfx}", n,
-                       (out, x, flat_layout(x), indices, flat_layout(indices), L.i64(n_idx),
-                        L.i64(shape[axis]), L.i64(inner), L.i64(n)))
-        return out
+        if not n:
+            return (shape, x.dtype, zero, None, 0, None, None, None)
+        inner = math.prod(shape[axis + 1:])
+        return (shape, x.dtype, zero, f"scatter_add_{L.suffix(x.dtype)}_{isfx}", n,
+                flat_layout(x), flat_layout(indices),
+                (L.i64(n_idx), L.i64(shape[axis]), L.i64(inner), L.i64(n)))
     raise KeyError(op)
 
 
 def one_hot(dev, op, indices, depth, on_value, off_value, dtype):
+    try:
+        key = (indices.dtype, indices.shape, indices.strides, depth, dtype)
+        plan = _one_hot_plans.get(key)
+    except TypeError:
+        key = plan = None
+    if plan is None:
+        plan = _one_hot_plan(dev, op, indices, depth, on_value, off_value, dtype)
+        if key is not None:
+            _cached(_one_hot_plans, key, plan)
+    # (output shape, dtype, kernel or None, work items, indices' Layout, depth, n)
+    shape, dtype, kernel, n, li, depth, nn = plan
+    out = dev.launcher.empty(shape, dtype)
+    if kernel is not None:
+        dev.launch(kernel, n, (out, indices, li, depth, _one_hot_value(on_value, dtype),
+                               _one_hot_value(off_value, dtype), nn))
+    return out
+
+
+def _one_hot_plan(dev, op, indices, depth, on_value, off_value, dtype):
     dtype = np.dtype(dtype)
     depth = int(depth)
-    out = dev.empty(tuple(indices.shape) + (depth,), dtype)
-    n = out.size
-    if n:
-        isfx = _index_suffix(indices, op)
-        on, off = np.asarray(on_value, dtype)[()], np.asarray(off_value, dtype)[()]
-        dev.launch(f"one_hot_{L.suffix(dtype)}_{isfx}", n,
-                   (out, indices, flat_layout(indices), L.i64(depth), on, off, L.i64(n)))
-    return out
+    shape = tuple(indices.shape) + (depth,)
+    _alloc_check(dev, shape, dtype)
+    n = math.prod(shape)
+    if not n:
+        return (shape, dtype, None, 0, None, None, None)
+    isfx = _index_suffix(indices, op)
+    if dtype not in L.SUFFIX:  # the values were converted before the dtype was checked
+        _one_hot_value(on_value, dtype), _one_hot_value(off_value, dtype)
+    return (shape, dtype, f"one_hot_{L.suffix(dtype)}_{isfx}", n, flat_layout(indices), L.i64(depth),
+            L.i64(n))
+
+
+def _one_hot_value(value, dtype):
+    """``value`` as the kernel argument of ``dtype`` (``np.asarray(value, dtype)``).
+    Python numbers that convert exactly (so without a NumPy warning) are converted
+    once per (type, value, dtype); the key tells 0.0 from -0.0."""
+    cls = type(value)
+    key = None
+    if cls is float or cls is int or cls is bool:
+        key = (cls, value, dtype) if value else (cls, value, dtype, math.copysign(1.0, value))
+        v = _one_hot_values.get(key)
+        if v is not None:
+            return v
+    v = np.asarray(value, dtype)[()]
+    if key is not None and v.item() == value:  # (item: a Python comparison, which never warns)
+        _cached(_one_hot_values, key, v)
+    return v
