@@ -105,6 +105,9 @@ class NullLauncher:
     def launch(self, kernel, grid, block, args, shared_mem=0):
         pass
 
+    def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
+        pass
+
     def synchronize(self):
         pass
 
@@ -138,7 +141,15 @@ ROWS = [
     ("dev.layout broadcast_to", 'dev.layout("broadcast_to", row, shape=SHAPE)',
      "row.broadcast_to(SHAPE).contiguous()"),
     ("dev.layout strided_slice", 'dev.layout("strided_slice", a, key=KEY)', "a[KEY].contiguous()"),
+    ("dev.layout strided_slice_grad", 'dev.layout("strided_slice_grad", g, shape=SHAPE, key=KEY)',
+     "slice_backward(g, SHAPE, 0, 1, SHAPE[0], 2)"),
+    ("dev.concat axis 0", 'dev.concat("concat", a, b, axis=0)', "torch.cat((a, b), 0)"),
+    ("dev.concat axis 1", 'dev.concat("concat", a, b, axis=1)', "torch.cat((a, b), 1)"),
     ("dev.gather axis 0", 'dev.gather("gather", a, idx, axis=0)', "torch.index_select(a, 0, idx)"),
+    ("dev.gather scatter_add axis 0", 'dev.gather("scatter_add", upd, idx, axis=0, shape=SHAPE)',
+     "torch.zeros(SHAPE).index_add_(0, idx, upd)"),
+    ("dev.one_hot", 'dev.one_hot("one_hot", li, depth=DEPTH, on_value=1.0, off_value=0.0, dtype=F32)',
+     "one_hot(li, DEPTH)"),
     ("op: x * y", "x * y", "x * y"),
     ("op: x + 1.0", "x + 1.0", "x + 1.0"),
     ("op: x + row", "x + xrow", "x + xrow"),
@@ -162,7 +173,9 @@ def _gpuad_namespace(ad, dev, rows, cols):
               s=dev.fill("fill", (), 2.0, f32), row=np.ones((cols,), f32), col=np.ones((rows, 1), f32),
               c=a > 0, lab=np.full((rows, cols), 1.0 / cols, f32),
               idx=np.arange(rows - 1, -1, -2, dtype=np.int64),
-              KEY=(slice(1, rows, 2), slice(0, cols, 1)))
+              KEY=(slice(1, rows, 2), slice(0, cols, 1)), g=a[1::2].copy(),
+              upd=np.ones(((rows + 1) // 2, cols), f32), li=np.arange(rows, dtype=np.int64) % cols,
+              DEPTH=cols)
     with ad.device(dev):
         ns["x"] = ad.constant(a)
         ns["y"] = ad.constant(b)
@@ -182,6 +195,9 @@ def _torch_namespace(torch, rows, cols):
               KEY=(slice(1, rows, 2), slice(0, cols, 1)), x=a.clone(), y=b.clone(),
               xrow=torch.ones(cols), xg=a.clone().requires_grad_(True),
               tanh_backward=torch.ops.aten.tanh_backward.default,
+              g=a[1::2].clone(), upd=torch.ones((rows + 1) // 2, cols), li=torch.arange(rows) % cols,
+              DEPTH=cols, slice_backward=torch.ops.aten.slice_backward.default,
+              one_hot=torch.nn.functional.one_hot,
               cross_entropy=torch.nn.functional.cross_entropy)
     return ns
 
