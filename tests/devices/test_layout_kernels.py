@@ -17,9 +17,10 @@ if shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None:
     pytest.skip("the emulated device compiles kernels with g++ (C++20), which is missing",
                 allow_module_level=True)
 
-from gpuad.devices.cuda import KernelDevice  # noqa: E402
 from gpuad.devices.cuda.launch import suffix  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
+
+from .spy import Spy  # noqa: E402
 from gpuad.devices.host_build import HostModule  # noqa: E402
 from gpuad.devices.kernel_sources import kernel_dir  # noqa: E402
 
@@ -41,18 +42,6 @@ class FamilyLauncher(HostLauncher):
             d = kernel_dir()
             self._module = HostModule([d / s for s in self._sources], [d])
         return self._module
-
-
-class Spy(KernelDevice):
-    """Records the kernels launched, to check which path ran."""
-
-    def __init__(self, launcher):
-        super().__init__(launcher)
-        self.launched = []
-
-    def launch(self, kernel, n, args, **kw):
-        self.launched.append(kernel)
-        super().launch(kernel, n, args, **kw)
 
 
 @pytest.fixture(scope="module")

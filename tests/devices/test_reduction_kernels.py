@@ -19,6 +19,8 @@ import gpuad.devices as devices  # noqa: E402
 from gpuad.devices.cuda import KernelDevice, reduction  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 
+from .spy import Spy  # noqa: E402
+
 OPS = ("sum", "max", "min", "prod", "logsumexp")
 FLOATS = (np.float32, np.float64)
 INTS = (np.int32, np.int64)
@@ -297,18 +299,6 @@ VECTOR = {np.dtype(np.float32): 4, np.dtype(np.int32): 4, np.dtype(np.float64): 
 # scalars of the strided path and its tail of 4; 0 and 1
 FAST_LENGTHS = (0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 129, 257, 1031)
 FAST_PLANS = [(1, 1), (4, 1), (32, 1), (256, 1), (1, 3), (8, 5), (256, 2)]
-
-
-class Spy(KernelDevice):
-    """Records the kernels launched, to check which path ran."""
-
-    def __init__(self, launcher):
-        super().__init__(launcher)
-        self.launched = []
-
-    def launch(self, kernel, n, args, **kw):
-        self.launched.append(kernel)
-        super().launch(kernel, n, args, **kw)
 
 
 @pytest.fixture(scope="module")
