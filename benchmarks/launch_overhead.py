@@ -87,6 +87,7 @@ class NullLauncher:
 
     def __init__(self):
         self._pool = {}
+        self._occupancy = {}
         self.launches = 0
 
     def empty(self, shape, dtype):
@@ -107,6 +108,10 @@ class NullLauncher:
 
     def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
         pass
+
+    def max_blocks_for(self, kernel, block, shared_mem=0):
+        """As CupyLauncher: one dict lookup per launch (4 blocks per SM here)."""
+        return self._occupancy.setdefault((kernel, block, shared_mem), 4 * 132)
 
     def synchronize(self):
         pass

@@ -47,9 +47,9 @@ class KernelCompileError(RuntimeError):
 
     >>> from gpuad.errors import KernelCompileError
     >>> e = KernelCompileError("kernels did not compile", kernel="binary_add_f32_contig",
-    ...                        files=["elementwise.cu"], log="error: ...")
+    ...                        files=["binary.cu"], log="error: ...")
     >>> e.kernel, e.files
-    ('binary_add_f32_contig', ['elementwise.cu'])
+    ('binary_add_f32_contig', ['binary.cu'])
     """
 
     def __init__(self, message: str, kernel: str | None = None, files=None, log: str | None = None):

@@ -2,7 +2,7 @@
 // Device code only: no host logic lives in kernels/ (the launch layer is Python).
 #pragma once
 
-// NVRTC (CuPy's compiler) has no C library headers: spell out the fixed-width types.
+// NVRTC (the cuda device's compiler) has no C library headers: spell out the fixed-width types.
 #if defined(__CUDACC_RTC__)
 typedef signed char int8_t;
 typedef short int16_t;

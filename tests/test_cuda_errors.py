@@ -130,7 +130,7 @@ def fake_cupy(*, oom_times=0):
         def synchronize(self):
             state["synced"] += 1
 
-    class Function:
+    class Function:  # cupy.cuda.Function: the CUfunction handle, callable
         ptr = 1234
 
         def __init__(self, name):
@@ -139,15 +139,27 @@ def fake_cupy(*, oom_times=0):
         def __call__(self, grid, block, args, shared_mem=0):
             state["launched"].append((self.name, grid))
 
+    class RawKernel:  # what RawModule.get_function returns: no .ptr; .kernel loads lazily
+        def __init__(self, name):
+            self.name = name
+
+        @property
+        def kernel(self):
+            if state["load_error"]:
+                raise FakeDriverError(state["load_error"])
+            if not any(self.name.startswith(k) for k in state["known"]):
+                raise FakeDriverError("CUDA_ERROR_NOT_FOUND: named symbol not found")
+            return Function(self.name)
+
     class RawModule:
         def __init__(self, path):
             state["loaded"].append(path)
 
         def get_function(self, name):
-            if name != "binary_known_f32":
-                raise FakeDriverError("CUDA_ERROR_NOT_FOUND: named symbol not found")
-            return Function(name)
+            return RawKernel(name)
 
+    state["known"] = {"binary_known_f32"}
+    state["load_error"] = None
     state["loaded"] = []
     cp.cuda = types.SimpleNamespace(
         Device=Device, memory=types.SimpleNamespace(OutOfMemoryError=FakeOOM),
@@ -259,6 +271,34 @@ def test_cupy_launcher_gpuad_sync(monkeypatch, fake_nvrtc):
     dev.launch("binary_known_f32", 8, ())
     dev.launch("binary_known_f32", 8, ())
     assert cp.state["synced"] == 2
+
+
+def test_cupy_launcher_reductions_size_grids_from_occupancy(monkeypatch, fake_nvrtc):
+    """reduce and arg_reduce plan with the launcher's occupancy (max_blocks_for(kernel),
+    block and shared memory defaulted) and launch through real RawKernel handles."""
+    cp = fake_cupy()
+    cp.state["known"] = {"reduce_", "arg_reduce_"}
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    dev = KernelDevice(CupyLauncher(0))
+    x = np.ones((64, 5000), np.float32)
+    dev.reduce("sum", x, (1,), False)
+    dev.arg_reduce("argmax", x, 0)
+    launched = [name for name, _ in cp.state["launched"]]
+    assert launched and all(name.startswith(("reduce_sum_f32", "arg_reduce_argmax_f32")) for name in launched)
+    assert all(grid[0] <= 4 * 132 for _, grid in cp.state["launched"])
+    assert fake_nvrtc.calls == [("reduction", "sm_90")]
+
+
+def test_cupy_launcher_module_load_failure_names_the_file(monkeypatch, fake_nvrtc):
+    """A cache file the driver cannot load is not reported as a missing kernel."""
+    cp = fake_cupy()
+    cp.state["load_error"] = "CUDA_ERROR_INVALID_IMAGE: device kernel image is invalid"
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    dev = KernelDevice(CupyLauncher(0))
+    with pytest.raises(KernelLaunchError, match=r"loading gpuad's binary kernels \(.*binary-sm_90.cubin\).*"
+                                                r"INVALID_IMAGE.*delete the file") as e:
+        dev.launch("binary_known_f32", 8, ())
+    assert "not in gpuad's" not in str(e.value)
 
 
 def test_missing_nvrtc_is_named_with_its_pip_line_not_a_launch_error(monkeypatch):
@@ -411,11 +451,23 @@ class _CudaNamespace(types.SimpleNamespace):
         raise AttributeError(name)
 
 
-def _cupy_with_one_gpu(monkeypatch, *, cublas: bool):
+class _Gpu:
+    def __init__(self, index, capability="90"):
+        self.compute_capability = capability
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _cupy_with_one_gpu(monkeypatch, *, cublas: bool, capability="90"):
     cp = types.ModuleType("cupy")
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000)
-    cp.cuda = (types.SimpleNamespace(runtime=runtime, cublas=object()) if cublas
-               else _CudaNamespace(runtime=runtime))
+    device = lambda index: _Gpu(index, capability)  # noqa: E731
+    cp.cuda = (types.SimpleNamespace(runtime=runtime, cublas=object(), Device=device) if cublas
+               else _CudaNamespace(runtime=runtime, Device=device))
     monkeypatch.setitem(sys.modules, "cupy", cp)
 
 
@@ -434,12 +486,17 @@ def test_probe_refuses_a_gpu_without_nvrtc(monkeypatch):
 def test_probe_refuses_a_gpu_without_cublas(monkeypatch):
     from gpuad.devices.cuda import cupy_launcher, nvrtc
     monkeypatch.setattr(nvrtc, "nvrtc_version", lambda: (13, 0))
+    monkeypatch.setattr(nvrtc, "supported_archs", lambda: (75, 80, 86, 89, 90, 100, 120))
     _cupy_with_one_gpu(monkeypatch, cublas=False)
     with pytest.raises(cupy_launcher.CudaUnavailableError,
                        match=r"cuBLAS.*libcublas.so.13.*pip install 'cuda-toolkit\[cublas\]==13\.\*'"):
         cupy_launcher.probe()
     _cupy_with_one_gpu(monkeypatch, cublas=True)
     assert cupy_launcher.probe() == 1
+    # a Volta GPU with CUDA 13's NVRTC is not chosen: no kernel could be built for it
+    _cupy_with_one_gpu(monkeypatch, cublas=True, capability="70")
+    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"cuda:0: .*7\.0.*gpuad\[cuda12\].*GPUAD_DEVICE=cpu"):
+        cupy_launcher.probe()
 
 
 def test_nvrtc_missing_message_names_the_library_and_the_fix(monkeypatch):

@@ -1,4 +1,4 @@
-"""The element-wise kernels (kernels/elementwise.cu, gpuad/devices/cuda/elementwise.py)
+"""The element-wise kernels (kernels/{unary,binary,cast}.cu, gpuad/devices/cuda/elementwise.py)
 against the cpu device, method by method: unary, binary, unary_grad, where, cast, fill.
 
 They run on the emulated launcher (g++-compiled kernels, NumPy buffers) with

@@ -118,10 +118,19 @@ def test_editing_an_included_file_recompiles(tmp_path):
     assert len(keys) == 4
 
 
+@needs_nvrtc
+def test_an_unwritable_cache_warns_and_still_builds(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    with pytest.warns(RuntimeWarning, match="could not write its kernel cache.*GPUAD_CACHE_DIR"):
+        compiled = nvrtc.compile_family("random", "sm_80", cache=blocked / "cuda")
+    assert compiled.path.is_file() and compiled.image and not compiled.cached
+
+
 def test_assemble_inlines_local_includes_once_with_line_directives(tmp_path):
     (tmp_path / "a.cuh").write_text("#pragma once\nint a;\n")
     (tmp_path / "b.cuh").write_text('#pragma once\n#include "a.cuh"\nint b;\n')
-    (tmp_path / "fam.cu").write_text('#include "a.cuh"\n#include "b.cuh"\n\nint fam;\n')
+    (tmp_path / "fam.cu").write_text('#include "a.cuh"\n#include "b.cuh"  // b, and a again\n\nint fam;\n')
     text = nvrtc.assemble("fam", tmp_path)
     assert text.count("int a;") == 1 and "int b;" in text and "#pragma once" not in text
     assert '#line 1 "a.cuh"' in text and '#line 3 "fam.cu"' in text

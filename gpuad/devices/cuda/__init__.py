@@ -45,8 +45,7 @@ class KernelDevice(Device):
         self.name = launcher.name
         self.kind = launcher.kind
         self.max_blocks = launcher.max_blocks
-        if hasattr(launcher, "max_blocks_for"):  # per-kernel occupancy (cuda)
-            self.max_blocks_for = launcher.max_blocks_for
+        self._occupancy = getattr(launcher, "max_blocks_for", None)  # per kernel (cuda)
         self.transfers = 0  # host <-> device copies; a training step must make none
         # GPUAD_SYNC=1: wait for every kernel, so a fault is reported by the launch
         # (kernel and op) that caused it rather than by a later one. Slow; for debugging.
@@ -81,7 +80,7 @@ class KernelDevice(Device):
         library (:class:`CudaUnavailableError`: NVRTC) pass as they are.
         """
         try:
-            if blocks is None:  # L.grid, inline: this runs for every op
+            if blocks is None:  # enough blocks to cover n, capped (inline: this runs for every op)
                 blocks = (n + block - 1) // block
                 cap = self.max_blocks_for(kernel, block, shared_mem)
                 if blocks > cap:
@@ -98,9 +97,10 @@ class KernelDevice(Device):
 
     def max_blocks_for(self, kernel: str, block: int = L.BLOCK, shared_mem: int = 0) -> int:
         """How many blocks of ``kernel`` the device runs at once: from the occupancy
-        API on cuda (the launcher's ``max_blocks_for``, bound over this method in
-        ``__init__``), else the launcher's fixed ``max_blocks`` (a few on emulated)."""
-        return self.max_blocks
+        API on cuda (the launcher's ``max_blocks_for``), else the launcher's fixed
+        ``max_blocks`` (a few on emulated)."""
+        occupancy = self._occupancy
+        return self.max_blocks if occupancy is None else occupancy(kernel, block, shared_mem)
 
     def _launch_error(self, kernel: str, error: RuntimeError) -> RuntimeError:
         """``error`` from launching ``kernel``, as a gpuad error naming the kernel and op."""

@@ -31,7 +31,8 @@ _FALLBACK = ("Fall back to the CPU with gpuad.device('cpu') or GPUAD_DEVICE=cpu.
 
 def probe() -> int:
     """The number of usable GPUs, or a CudaUnavailableError saying which of
-    CuPy, the driver, a GPU, NVRTC or cuBLAS is missing (and how to install it)."""
+    CuPy, the driver, a GPU, NVRTC or cuBLAS is missing (and how to install it), or
+    which GPU the installed NVRTC cannot build kernels for."""
     try:
         import cupy
     except ImportError:
@@ -47,6 +48,13 @@ def probe() -> int:
     if count == 0:
         raise CudaUnavailableError("The NVIDIA driver reports no CUDA device on this machine. " + _FALLBACK)
     _check_libraries(cupy)
+    for index in range(count):  # a GPU this NVRTC cannot build for (Volta on CUDA 13)
+        with cupy.cuda.Device(index) as gpu:
+            capability = int(gpu.compute_capability)
+        try:
+            nvrtc.target_for(capability)
+        except CudaUnavailableError as e:
+            raise CudaUnavailableError(f"cuda:{index}: {e}. {_FALLBACK}") from None
     return count
 
 
@@ -165,6 +173,7 @@ class CupyLauncher:
         self.max_blocks = 8 * self.sm_count
         self._target = None
         self._modules: dict[str, object] = {}   # family -> cupy.RawModule
+        self._paths: dict[str, str] = {}         # family -> its cubin (or PTX) in the cache
         self._functions: dict[str, object] = {}  # kernel -> cupy.cuda.Function
         self._occupancy: dict[tuple, int] = {}   # (kernel, block, shared_mem) -> blocks
         self._lock = threading.Lock()
@@ -186,8 +195,9 @@ class CupyLauncher:
                 module = self._modules.get(family)
                 if module is None:
                     compiled = nvrtc.compile_family(family, self.target())
-                    with self._device:
+                    with self._device:  # (RawModule loads the file at its first get_function)
                         module = self._cupy.RawModule(path=str(compiled.path))
+                    self._paths[family] = str(compiled.path)
                     self._modules[family] = module
         return module
 
@@ -254,12 +264,21 @@ class CupyLauncher:
         module = self.module(family)
         with self._device:
             try:
-                return module.get_function(kernel)
-            except Exception as e:  # CUDADriverError: CUDA_ERROR_NOT_FOUND
+                # RawModule.get_function gives a RawKernel; its .kernel is the
+                # cupy.cuda.Function of this device: the CUfunction handle (.ptr) the
+                # occupancy API takes, and a cheaper call per launch
+                return module.get_function(kernel).kernel
+            except Exception as e:  # CUDADriverError
+                if "CUDA_ERROR_NOT_FOUND" in str(e):
+                    raise KernelLaunchError(
+                        f"kernel {kernel} is not in gpuad's {family} kernels on {self.name} ({e}): no "
+                        f'extern "C" __global__ function of that name in kernels/{family}.cu. Check the '
+                        f"kernel name and that its source defines it for this dtype.", kernel=kernel) from e
                 raise KernelLaunchError(
-                    f"kernel {kernel} is not in gpuad's {family} kernels on {self.name} ({e}): no "
-                    f'extern "C" __global__ function of that name in kernels/{family}.cu. Check the '
-                    f"kernel name and that its source defines it for this dtype.", kernel=kernel) from e
+                    f"loading gpuad's {family} kernels ({self._paths.get(family)}) on {self.name} failed: "
+                    f"{e}. A damaged cache file, or a driver older than the NVRTC that built it: delete "
+                    f"the file (or run python -m gpuad kernels --check --arch native), or update the "
+                    f"driver.", kernel=kernel) from e
 
     def matmul(self, a, b, transpose_a, transpose_b):
         cp = self._cupy

@@ -14,6 +14,7 @@ options, same NVRTC), families in parallel, one line per family and architecture
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def run(args) -> int:
         family, arch = job
         try:
             compiled = nvrtc.compile_family(family, arch, cache=scratch)
-        except KernelCompileError as e:
+        except (KernelCompileError, OSError, RuntimeError) as e:  # (a missing include, NVRTC itself)
             return job, None, e
         if scratch is not None:
             cached = nvrtc.cache_dir() / compiled.path.name
@@ -104,7 +105,7 @@ def run(args) -> int:
     start = time.perf_counter()
     failed = []
     try:
-        with ThreadPoolExecutor(args.jobs or None) as pool:  # NVRTC releases the GIL
+        with ThreadPoolExecutor(args.jobs or os.cpu_count() or 1) as pool:  # NVRTC releases the GIL
             for (family, arch), compiled, error in pool.map(build, jobs):
                 if error is not None:
                     failed.append((family, arch, error))

@@ -74,9 +74,4 @@ def is_contiguous(buf) -> bool:
     return bool(buf.flags.c_contiguous)
 
 
-def grid(n: int, max_blocks: int, block: int = BLOCK) -> int:
-    """Blocks for ``n`` elements with grid-stride loops: enough to cover n, capped."""
-    return max(1, min((n + block - 1) // block, max_blocks))
-
-
 i64 = np.int64

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +45,7 @@ from ..kernel_sources import atomic_write, kernel_dir
 
 __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options", "cache_key", "compile_family",
            "nvrtc_version", "supported_archs", "parse_arch", "target_for", "NvrtcUnavailableError",
-           "cache_dir", "Compiled", "atomic_write"]
+           "cache_dir", "Compiled"]
 
 #: Kernel families: the source file stem of each, in ``kernels/``.
 FAMILIES = ("unary", "binary", "cast", "reduction", "layout", "nn", "random", "optim")
@@ -97,7 +99,7 @@ def cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------- sources
-_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.M)
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*(?://[^\n]*)?$', re.M)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.M)
 
 
@@ -248,8 +250,15 @@ def compile_family(family: str, arch: str, directory: Path | None = None,
     start = time.perf_counter()
     image = _compile(family, source, opts, arch.startswith("compute_"))
     seconds = time.perf_counter() - start
-    cache.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, image)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, image)
+    except OSError as e:  # a read-only home, a root-owned image cache: run, but say so
+        path = Path(tempfile.mkdtemp(prefix="gpuad-kernels-")) / path.name
+        path.write_bytes(image)
+        warnings.warn(f"gpuad could not write its kernel cache in {cache} ({e}); the {family} kernels "
+                      f"are used from {path} and compiled again in the next process. Set "
+                      f"GPUAD_CACHE_DIR to a writable folder.", RuntimeWarning, stacklevel=2)
     return Compiled(family, arch, path, False, seconds)
 
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import launch as L
+from .nvrtc import CudaUnavailableError
 
 FAMILIES = ("reduce", "arg_reduce")
 
@@ -156,7 +157,13 @@ def _execute(dev, plan, x):
 def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
     """``(partial shape or None, launches)`` of a reduction (see above)."""
     fast = read_path(red_dims)
-    p = plan(dev, n_out, n_red, columns, capacity=dev.max_blocks_for(kernel + fast))
+    try:  # (on cuda this loads, perhaps compiles, the family: name the kernel and op on failure)
+        capacity = dev.max_blocks_for(kernel + fast)
+    except CudaUnavailableError:
+        raise
+    except RuntimeError as e:
+        raise dev._launch_error(kernel + fast, e) from e
+    p = plan(dev, n_out, n_red, columns, capacity=capacity)
     kept, red = _layout(kept_dims), _layout(red_dims)
     if p.split == 1:
         tail = (kept, red, L.i64(base), L.i64(n_out), L.i64(n_red)) + (
