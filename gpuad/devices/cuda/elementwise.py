@@ -165,9 +165,7 @@ def _broadcast(family, op, *shapes) -> tuple:
 # A plan's shape is a tuple and its dtype a NumPy dtype, so outputs are allocated by
 # the launcher directly (``dev.empty`` would only normalise those two).
 
-#: Plans kept per family; a full cache is emptied (shapes that change all the time
-#: cost a plan per call, as before plans, and never grow memory).
-_PLAN_CAP = 4096
+_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
 
 _unary_plans: dict = {}
 _binary_plans: dict = {}
@@ -179,10 +177,7 @@ _fill_values: dict = {}
 
 
 def _cached(plans: dict, key, plan):
-    if len(plans) >= _PLAN_CAP:
-        plans.clear()
-    plans[key] = plan
-    return plan
+    return L.keep(plans, key, plan, _PLAN_CAP)  # (the cap read here: tests lower it)
 
 
 def _plan1(base, x, dtype) -> tuple:

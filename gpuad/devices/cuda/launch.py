@@ -75,3 +75,17 @@ def is_contiguous(buf) -> bool:
 
 
 i64 = np.int64
+
+
+#: Launch plans kept per family cache (elementwise, layout, nn, and per device in
+#: reduction). A full cache is emptied: shapes that change all the time cost a plan
+#: per call, as without plans, and never grow memory.
+PLAN_CAP = 4096
+
+
+def keep(plans: dict, key, plan, cap: int = PLAN_CAP):
+    """``plans[key] = plan`` (emptying ``plans`` first when it holds ``cap``); returns ``plan``."""
+    if len(plans) >= cap:
+        plans.clear()
+    plans[key] = plan
+    return plan

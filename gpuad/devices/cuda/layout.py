@@ -149,9 +149,7 @@ def slice_geometry(shape, strides, key):
 # asks the launcher for that allocation itself when it would fail (a negative size),
 # so that the same error comes first.
 
-#: Plans kept per family; a full cache is emptied (shapes that change all the time
-#: cost a plan per call, as before plans, and never grow memory).
-_PLAN_CAP = 4096
+_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
 
 _layout_plans: dict = {}
 _concat_plans: dict = {}
@@ -165,10 +163,7 @@ _SLICE = object()
 
 
 def _cached(plans: dict, key, plan):
-    if len(plans) >= _PLAN_CAP:
-        plans.clear()
-    plans[key] = plan
-    return plan
+    return L.keep(plans, key, plan, _PLAN_CAP)  # (the cap read here: tests lower it)
 
 
 def _slice_key(key: tuple) -> tuple:

@@ -78,7 +78,7 @@ def _launch_rows(dev, name, schedule, nrows, args):
 
 #: Launch plans of softmax and softmax_xent, keyed by dtypes, shapes, strides, axis
 #: and schedule only (no buffers); emptied when full.
-_PLAN_CAP = 4096
+_PLAN_CAP = L.PLAN_CAP
 _plans: dict = {}
 
 
@@ -90,10 +90,7 @@ def _plan(key, make, *args):
     except TypeError:  # an unhashable axis or schedule: the planner says what is wrong
         return make(*args)
     if plan is None:
-        plan = make(*args)
-        if len(_plans) >= _PLAN_CAP:
-            _plans.clear()
-        _plans[key] = plan
+        plan = L.keep(_plans, key, make(*args), _PLAN_CAP)
     return plan
 
 

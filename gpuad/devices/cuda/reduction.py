@@ -135,7 +135,7 @@ def read_path(red_dims) -> str:
 # the remaining arguments, blocks), with source and destination indices into
 # (x, out, partial).
 _X, _OUT, _PARTIAL = 0, 1, 2
-_PLAN_CAP = 4096
+_PLAN_CAP = L.PLAN_CAP
 
 
 def _plans(dev) -> dict:
