@@ -1,10 +1,10 @@
-"""The addition task (gpuad/tasks_addition.py): data, the causal transformer,
+"""The addition task (gpuad/apps/addition.py): data, the causal transformer,
 its gradients, and that training lowers the loss."""
 import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad import tasks_addition as ta
+from gpuad.apps import addition as ta
 
 
 def test_encoding_and_loss_mask_cover_the_answer_only():
@@ -13,7 +13,7 @@ def test_encoding_and_loss_mask_cover_the_answer_only():
     assert len(ta.encode(0, 0, 3)) == ta.sequence_length(3)
     tokens, ab = ta.make_batch(np.random.default_rng(0), 16, 2)
     assert tokens.shape == (16, ta.sequence_length(2)) and tokens.dtype == np.int32
-    mask = ta._loss_mask(2)
+    mask = ta.loss_mask(2)
     for row, (a, b) in zip(tokens, ab):
         targets = ta.decode(row[1:][mask == 1])
         assert targets == f"{a + b:03d}"[::-1] + "$"
@@ -36,7 +36,7 @@ def test_forward_shapes_and_tied_output(device):
     assert sum(n.startswith("blocks.0.") for n in names) == 16  # 2 LN x 2 + 6 Dense x 2
     with ad.GradientTape() as tape:
         loss = ta.masked_loss(model, ad.constant(ta.make_batch(np.random.default_rng(2), 4, 2)[0]),
-                              ad.constant(ta._loss_mask(2)))
+                              ad.constant(ta.loss_mask(2)))
     grads = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None and g.shape == v.shape
                for g, v in zip(grads, model.trainable_variables))
@@ -121,11 +121,11 @@ def test_training_loss_falls_on_cpu():
     assert r["eval_loss"] < np.mean(losses[:20])
 
 
-def test_run_addition_reads_an_argparse_namespace():
+def test_train_from_args_reads_an_argparse_namespace():
     import argparse
     args = argparse.Namespace(steps=1, batch_size=4, lr=1e-3, digits=1, seed=1, device="cpu",
                               eval_size=4, log_every=0)
-    r = ta.run_addition(args)
+    r = ta.train_from_args(args)
     assert r["steps"] == 1 and len(r["losses"]) == 1
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad import train as T
+from gpuad.apps import digits as T
 from gpuad.data import load_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

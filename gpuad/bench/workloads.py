@@ -273,7 +273,7 @@ class Digits(_Training):
 
     def __init__(self, quick=False):
         super().__init__(quick)
-        from ..train import digits_split
+        from ..apps.digits import digits_split
         self.title = ("digits task training step: MLP 64-128-64-10 (Adam), batch 32 "
                       "(python -m gpuad train)")
         x, y, _, _ = digits_split()
@@ -284,7 +284,7 @@ class Digits(_Training):
 
 
 def transformer_loss(F, params, ids, pos, mask_bias, target_weights, *, heads=2):
-    """The addition task's causal transformer (gpuad/tasks_addition.py), as
+    """The addition task's causal transformer (gpuad/apps/addition.py), as
     functions: token + position embeddings, pre-LN blocks of masked multi-head
     self-attention and a GELU MLP, a final LayerNorm, output tied to the token
     embedding. ``ids`` (B, T) int32; ``pos`` (T, D) is the position embedding's
@@ -319,7 +319,7 @@ class Transformer(_Training):
 
     def __init__(self, quick=False, batch=64, digits=2, d_model=32, layers=2):
         super().__init__(quick)
-        from .. import tasks_addition as task
+        from ..apps import addition as task
         batch = 8 if quick else batch
         self.examples = batch
         self.title = (f"addition transformer training step (Adam): {layers} blocks, d_model "
@@ -328,7 +328,7 @@ class Transformer(_Training):
         tokens, _ = task.make_batch(rng, batch, digits)
         ids, targets = tokens[:, :-1].astype(np.int32), tokens[:, 1:]
         t, v = ids.shape[1], len(task.VOCAB)
-        weights = np.asarray(task._loss_mask(digits), np.float64)
+        weights = np.asarray(task.loss_mask(digits), np.float64)
         weights = weights / (weights.sum() * batch)
         onehot = np.eye(v)[targets] * weights[None, :, None]
         mask_bias = np.triu(np.full((t, t), -1e9), 1)

@@ -1,4 +1,5 @@
-"""The addition task: a small causal transformer learns multi-digit addition.
+"""Task ``addition`` of ``python -m gpuad train``: a small causal transformer
+learns multi-digit addition.
 
 A synthetic, character-level task generated in code (nothing to download):
 each example is a string such as ``"07+45=250$"`` -- two operands of up to
@@ -22,7 +23,7 @@ set) and reports the per-step loss and the exact-match accuracy of greedy
 decoding on held-out problems.
 
 >>> import gpuad as ad
->>> from gpuad.tasks_addition import train_addition
+>>> from gpuad.apps.addition import train_addition
 >>> result = train_addition(steps=2, batch_size=8, d_model=16, n_heads=2, digits=1,
 ...                         eval_size=8, log=None)
 >>> len(result["losses"]), 0.0 <= result["accuracy"] <= 1.0
@@ -31,23 +32,21 @@ decoding on held-out problems.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy as np
 
-from . import dtypes as _dtypes
-from . import nn, optimizers, random as _random
-from .devices import device as _device_scope
-from .module import Module
-from .nn.initializers import RandomNormal
-from .ops import array as A, math as M
-from .tape import GradientTape
-from .tensor import Variable, constant
+import gpuad as ad
+from gpuad import nn
+from gpuad.nn.initializers import RandomNormal
+
+from .common import pick_device
 
 __all__ = ["VOCAB", "PLUS", "EQUALS", "END", "PAD", "encode", "decode", "sequence_length",
            "make_batch", "AdditionTransformer", "CausalSelfAttention", "Block",
-           "masked_loss", "greedy_decode", "exact_match_accuracy", "train_addition",
-           "run_addition"]
+           "loss_mask", "masked_loss", "greedy_decode", "exact_match_accuracy", "train_addition",
+           "train_from_args", "run"]
 
 # -- the vocabulary -----------------------------------------------------------------
 VOCAB = "0123456789+=$_"   #: token id i is the character VOCAB[i]
@@ -67,7 +66,7 @@ def _prompt_length(digits: int) -> int:
 def encode(a: int, b: int, digits: int) -> list:
     """Token ids of the example ``a + b`` (operands zero padded, sum reversed).
 
-    >>> from gpuad.tasks_addition import encode, decode
+    >>> from gpuad.apps.addition import encode, decode
     >>> decode(encode(7, 45, 2))
     '07+45=250$'
     """
@@ -92,7 +91,7 @@ def make_batch(rng: np.random.Generator, batch_size: int, digits: int):
     return tokens, ab
 
 
-def _loss_mask(digits: int) -> np.ndarray:
+def loss_mask(digits: int) -> np.ndarray:
     """float mask over the ``T - 1`` target positions: 1 where the target is an answer token."""
     t = sequence_length(digits)
     m = np.zeros(t - 1, dtype=np.float32)
@@ -102,12 +101,12 @@ def _loss_mask(digits: int) -> np.ndarray:
 
 # -- the model ----------------------------------------------------------------------
 
-class CausalSelfAttention(Module):
+class CausalSelfAttention(ad.Module):
     """Multi-head self-attention over ``(B, T, d_model)`` with a causal mask:
     position ``t`` attends to positions ``<= t`` only. Scores are one batched
     matmul ``(B, H, T, Dh) @ (B, H, Dh, T)`` and the weighted sum another."""
 
-    def __init__(self, d_model, n_heads, dtype=_dtypes.float32, name=None):
+    def __init__(self, d_model, n_heads, dtype=ad.float32, name=None):
         super().__init__(name=name)
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
@@ -119,25 +118,25 @@ class CausalSelfAttention(Module):
         self.out = nn.Dense(d_model, d_model, dtype=dtype)
 
     def _heads(self, x, b, t):  # (B, T, D) -> (B, H, T, Dh)
-        return A.transpose(A.reshape(x, (b, t, self.n_heads, self.head_dim)), (0, 2, 1, 3))
+        return ad.transpose(ad.reshape(x, (b, t, self.n_heads, self.head_dim)), (0, 2, 1, 3))
 
     def __call__(self, x):
         b, t, _ = x.shape
         q = self._heads(self.query(x), b, t)
         k = self._heads(self.key(x), b, t)
         v = self._heads(self.value(x), b, t)
-        scores = M.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
+        scores = ad.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
         probs = nn.masked_softmax(scores, np.tril(np.ones((t, t), dtype=bool)))  # (B,H,T,T)
-        y = M.matmul(probs, v)                                                  # (B,H,T,Dh)
-        y = A.reshape(A.transpose(y, (0, 2, 1, 3)), (b, t, self.d_model))
+        y = ad.matmul(probs, v)                                                  # (B,H,T,Dh)
+        y = ad.reshape(ad.transpose(y, (0, 2, 1, 3)), (b, t, self.d_model))
         return self.out(y)
 
 
-class Block(Module):
+class Block(ad.Module):
     """Pre-norm transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))``
     with a GELU MLP of width ``mlp_ratio * d_model``."""
 
-    def __init__(self, d_model, n_heads, mlp_ratio=4, dtype=_dtypes.float32, name=None):
+    def __init__(self, d_model, n_heads, mlp_ratio=4, dtype=ad.float32, name=None):
         super().__init__(name=name)
         self.ln1 = nn.LayerNorm(d_model, dtype=dtype)
         self.attn = CausalSelfAttention(d_model, n_heads, dtype=dtype)
@@ -151,33 +150,33 @@ class Block(Module):
         return x + self.mlp(self.ln2(x))
 
 
-class AdditionTransformer(Module):
+class AdditionTransformer(ad.Module):
     """A small causal (GPT-style) transformer over token ids ``(B, T)`` with
     ``T <= max_len``; returns logits ``(B, T, vocab_size)``. The output layer is
     tied to the token embedding: ``logits = h @ E^T``.
 
     >>> import gpuad as ad
-    >>> from gpuad.tasks_addition import AdditionTransformer
+    >>> from gpuad.apps.addition import AdditionTransformer
     >>> model = AdditionTransformer(d_model=16, n_heads=2, max_len=10)
     >>> model(ad.constant([[1, 10, 2, 11]])).shape
     (1, 4, 14)
     """
 
     def __init__(self, vocab_size=len(VOCAB), d_model=32, n_heads=2, n_layers=2, max_len=16,
-                 mlp_ratio=4, dtype=_dtypes.float32, name=None):
+                 mlp_ratio=4, dtype=ad.float32, name=None):
         super().__init__(name=name)
-        dtype = _dtypes.as_dtype(dtype)
+        dtype = ad.as_dtype(dtype)
         self.vocab_size, self.d_model, self.max_len = int(vocab_size), int(d_model), int(max_len)
         init = RandomNormal(stddev=0.02)
         self.token_embedding = nn.Embedding(vocab_size, d_model, embeddings_initializer=init,
                                             dtype=dtype)
-        self.position_embedding = Variable(init((max_len, d_model), dtype),
+        self.position_embedding = ad.Variable(init((max_len, d_model), dtype),
                                            name=f"{self.name}/position_embedding")
         self.blocks = [Block(d_model, n_heads, mlp_ratio, dtype=dtype) for _ in range(n_layers)]
         self.ln_f = nn.LayerNorm(d_model, dtype=dtype)
 
     def __call__(self, ids):
-        ids = ids if hasattr(ids, "_data") else constant(np.asarray(ids, dtype=np.int32))
+        ids = ids if ad.is_tensor(ids) else ad.constant(np.asarray(ids, dtype=np.int32))
         if ids.ndim != 2:
             raise ValueError(f"token ids must have shape (batch, time), got {ids.shape}")
         t = ids.shape[1]
@@ -187,7 +186,7 @@ class AdditionTransformer(Module):
         for block in self.blocks:
             h = block(h)
         h = self.ln_f(h)
-        return M.matmul(h, self.token_embedding.embeddings, transpose_b=True)  # tied output
+        return ad.matmul(h, self.token_embedding.embeddings, transpose_b=True)  # tied output
 
 
 # -- loss and evaluation ------------------------------------------------------------
@@ -197,8 +196,8 @@ def masked_loss(model, tokens, mask):
     over the positions where ``mask`` (``(T - 1,)`` floats) is 1."""
     logits = model(tokens[:, :-1])
     per_token = nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], logits)  # (B, T-1)
-    m = M.cast(mask if hasattr(mask, "_data") else constant(np.asarray(mask)), per_token.dtype)
-    return M.reduce_sum(per_token * m) / (M.reduce_sum(m) * float(tokens.shape[0]))
+    m = ad.cast(mask if ad.is_tensor(mask) else ad.constant(np.asarray(mask)), per_token.dtype)
+    return ad.reduce_sum(per_token * m) / (ad.reduce_sum(m) * float(tokens.shape[0]))
 
 
 def greedy_decode(model, prompts: np.ndarray, n_tokens: int) -> np.ndarray:
@@ -206,8 +205,8 @@ def greedy_decode(model, prompts: np.ndarray, n_tokens: int) -> np.ndarray:
     forward pass per token (no cache); returns the ``(B, n_tokens)`` new ids."""
     seq = np.asarray(prompts, dtype=np.int32)
     for _ in range(n_tokens):
-        logits = model(constant(seq))
-        nxt = M.argmax(logits[:, -1, :], axis=-1).numpy().astype(np.int32)
+        logits = model(ad.constant(seq))
+        nxt = ad.argmax(logits[:, -1, :], axis=-1).numpy().astype(np.int32)
         seq = np.concatenate([seq, nxt[:, None]], axis=1)
     return seq[:, np.asarray(prompts).shape[1]:]
 
@@ -240,7 +239,7 @@ def train_addition(steps=1000, batch_size=64, lr=3e-3, digits=2, seed=0, device=
     ``steps``, ``seconds`` (training time), ``examples_per_second``,
     ``num_parameters``, ``device``, ``model`` and ``optimizer``.
 
-    >>> from gpuad.tasks_addition import train_addition
+    >>> from gpuad.apps.addition import train_addition
     >>> r = train_addition(steps=2, batch_size=4, d_model=8, n_heads=2, digits=1,
     ...                    eval_size=4, log=None)
     >>> sorted(r)[:4], len(r["losses"])
@@ -251,28 +250,27 @@ def train_addition(steps=1000, batch_size=64, lr=3e-3, digits=2, seed=0, device=
         raise ValueError("digits and batch_size must be >= 1 and steps >= 0")
     log = log or (lambda *a, **k: None)
     if device is None:
-        from .devices import current
-        device = current().name
-    with _device_scope(device) as dev:
-        _random.set_seed(seed)
+        device = ad.devices.current().name
+    with ad.device(device) as dev:
+        ad.random.set_seed(seed)
         rng = np.random.default_rng(seed)
         eval_rng = np.random.default_rng(seed + 1_000_003)
         t = sequence_length(digits)
         model = AdditionTransformer(d_model=d_model, n_heads=n_heads, n_layers=n_layers,
                                     max_len=t - 1)
-        opt = (optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
-               if weight_decay else optimizers.Adam(learning_rate=lr))
+        opt = (ad.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+               if weight_decay else ad.optimizers.Adam(learning_rate=lr))
         params = model.trainable_variables
         n_params = int(sum(int(np.prod(v.shape)) for v in params))
-        mask = constant(_loss_mask(digits))
+        mask = ad.constant(loss_mask(digits))
         log(f"addition: {digits}-digit operands, {n_params} parameters, device {dev.name}")
 
         losses = []
         start = time.perf_counter()
         for step in range(1, steps + 1):
             tokens, _ = make_batch(rng, batch_size, digits)
-            x = constant(tokens)
-            with GradientTape() as tape:
+            x = ad.constant(tokens)
+            with ad.GradientTape() as tape:
                 loss = masked_loss(model, x, mask)
             grads = tape.gradient(loss, params)
             opt.apply_gradients(zip(grads, params))
@@ -283,7 +281,7 @@ def train_addition(steps=1000, batch_size=64, lr=3e-3, digits=2, seed=0, device=
         seconds = time.perf_counter() - start
 
         eval_tokens, _ = make_batch(eval_rng, int(eval_size), digits)
-        eval_loss = float(masked_loss(model, constant(eval_tokens), mask))
+        eval_loss = float(masked_loss(model, ad.constant(eval_tokens), mask))
         accuracy = exact_match_accuracy(model, eval_tokens, digits)
         log(f"held-out: loss {eval_loss:.4f}  exact match {accuracy:.3f} "
             f"({len(eval_tokens)} problems)")
@@ -293,23 +291,32 @@ def train_addition(steps=1000, batch_size=64, lr=3e-3, digits=2, seed=0, device=
             "num_parameters": n_params, "device": dev.name, "model": model, "optimizer": opt}
 
 
-def run_addition(args) -> dict:
-    """Run :func:`train_addition` from an ``argparse.Namespace`` (for the CLI):
-    uses ``args.steps``, ``args.batch_size``, ``args.lr``, ``args.digits``,
-    ``args.seed``, ``args.device`` where present, defaults otherwise."""
+def train_from_args(args) -> dict:
+    """:func:`train_addition` from an ``argparse.Namespace``: uses ``args.steps``,
+    ``args.batch_size``, ``args.lr``, ``args.digits``, ``args.seed``, ``args.device``
+    (and the model's sizes, ``eval_size``, ``log_every``) where present and not
+    ``None``, the defaults otherwise. Returns :func:`train_addition`'s dict."""
     kwargs = {}
     for name in ("steps", "batch_size", "lr", "digits", "seed", "device", "d_model", "n_heads",
                  "n_layers", "weight_decay", "eval_size", "log_every"):
         value = getattr(args, name, None)
         if value is not None:
             kwargs[name] = value
+    if "device" in kwargs:
+        kwargs["device"] = pick_device(kwargs["device"])
     return train_addition(**kwargs)
 
 
-def main(args) -> int:
+def run(args) -> int:
     """``python -m gpuad train --task addition``: train, then report the final
-    loss and the exact-match accuracy on held-out problems; exit status 0."""
-    result = run_addition(args)
+    loss and the exact-match accuracy on held-out problems. Exit status: 0, or
+    2 for a value out of range."""
+    bad = [f"--{name.replace('_', '-')}" for name in ("steps", "batch_size", "lr", "digits")
+           if getattr(args, name, None) is not None and getattr(args, name) <= 0]
+    if bad:
+        print(f"error: {', '.join(bad)} must be positive", file=sys.stderr)
+        return 2
+    result = train_from_args(args)
     losses = result["losses"]
     tail = losses[-20:]
     print(f"loss {losses[0]:.4f} -> {sum(tail) / len(tail):.4f} (mean of the last {len(tail)} "

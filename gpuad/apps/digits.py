@@ -1,11 +1,6 @@
-"""Training jobs behind ``python -m gpuad train``: one small function per task.
+"""Task ``digits`` of ``python -m gpuad train`` (the default): :func:`run`.
 
-A task is ``run_<task>(args) -> int`` taking the parsed command-line arguments
-(``device``, ``epochs``, ``batch_size``, ``lr``, ``out``, ``samples``, ``seed``;
-``None`` means the task's default) and returning the exit status.
-``gpuad.__main__`` maps ``--task`` names to these functions.
-
-``digits``: an MLP (64-128-64-10, relu) on the 8x8 UCI handwritten digits that
+An MLP (64-128-64-10, relu) on the 8x8 UCI handwritten digits that
 ship in :mod:`gpuad.data`, trained with Adam on sparse softmax cross-entropy.
 It writes to ``--out``:
 
@@ -26,25 +21,20 @@ import time
 
 import numpy as np
 
+import gpuad as ad
+from gpuad.data import load_digits
+
+from .common import pick_device
+
 #: Defaults of the digits task (the CLI's defaults when a flag is not given).
 DIGITS_DEFAULTS = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "seed": 0}
 DIGITS_TEST_SIZE = 360  # 1797 = 1437 train + 360 test
-
-
-def pick_device(requested=None) -> str:
-    """``requested`` if given, else gpuad's default: the first usable GPU
-    (or ``GPUAD_DEVICE``), else the CPU."""
-    import gpuad as ad
-    if requested:
-        return ad.devices.get(requested).name
-    return ad.devices.available()[0]
 
 
 def digits_split(seed: int = 0, test_size: int = DIGITS_TEST_SIZE):
     """``(x_train, y_train, x_test, y_test)``: the digits flattened to 64
     float32 features in [0, 1], int32 labels, split by a permutation drawn from
     ``numpy.random.default_rng(seed)``."""
-    from .data import load_digits
     images, labels = load_digits()
     x = images.reshape(len(images), -1)
     perm = np.random.default_rng(seed).permutation(len(x))
@@ -56,7 +46,6 @@ def build_model(seed: int = 0):
     """The digits MLP, 64-128-64-10 with relu, initialised from gpuad's
     generator seeded with ``seed``, on the current device. Layer names are fixed
     so a checkpoint loads into a model built in another process."""
-    import gpuad as ad
     ad.random.set_seed(seed)
     return ad.nn.Sequential([
         ad.nn.Dense(64, 128, activation="relu", name="hidden_1"),
@@ -67,7 +56,6 @@ def build_model(seed: int = 0):
 
 def build_optimizer(model, lr: float = DIGITS_DEFAULTS["lr"]):
     """Adam for ``model``, built (slots created) so its state can be loaded."""
-    import gpuad as ad
     opt = ad.optimizers.Adam(learning_rate=lr)
     opt.build(model.trainable_variables)
     return opt
@@ -75,7 +63,6 @@ def build_optimizer(model, lr: float = DIGITS_DEFAULTS["lr"]):
 
 def evaluate(model, x, y, batch_size: int = 1024):
     """``(mean loss, accuracy)`` of ``model`` on host arrays ``x``, ``y``."""
-    import gpuad as ad
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
         xb, yb = ad.constant(x[i:i + batch_size]), ad.constant(y[i:i + batch_size])
@@ -109,9 +96,11 @@ def _plot(history, path):
     plt.close(fig)
 
 
-def run_digits(args) -> int:
-    """Train the digits MLP; see the module docstring for what it writes."""
-    import gpuad as ad
+def run(args) -> int:
+    """Train the digits MLP from the parsed ``train`` arguments (``device``, ``epochs``,
+    ``batch_size``, ``lr``, ``out``, ``samples``, ``seed``; ``None``: the default in
+    :data:`DIGITS_DEFAULTS`); see the module docstring for what it writes. Exit status:
+    0, or 2 for a value out of range."""
     from tqdm import tqdm
 
     def opt_arg(name):
