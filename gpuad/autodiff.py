@@ -12,7 +12,8 @@ import functools
 import inspect
 
 from . import nest
-from .ops.primitive import Primitive, to_tensor
+from .ops.core import Primitive
+from .ops.operands import to_tensor
 from .tape import GradientTape, _state, record, stop_recording_all
 from .tensor import Tensor, Variable
 
@@ -73,36 +74,33 @@ def gradients_function(f):
     return wrapped
 
 
-class _CustomVJP:
-    """The per-input VJPs of one custom_gradient call: all come from one call
-    of the user's ``grad_fn``, made once per upstream gradient."""
+def _custom_vjps(grad_fn, n_inputs, variables):
+    """The VJPs of one custom_gradient call, as a function ``i -> vjp``: all
+    gradients come from one call of the user's ``grad_fn`` per upstream gradient."""
+    cache = [None, None]  # (upstream gradient, the gradients it gave)
 
-    def __init__(self, grad_fn, n_inputs, variables):
-        self.grad_fn = grad_fn
-        self.n_inputs = n_inputs
-        self.variables = variables
-        self._cache = (None, None)
-
-    def _all(self, g):
-        if self._cache[0] is g:
-            return self._cache[1]
-        if self.variables:
-            input_grads, var_grads = self.grad_fn(g, variables=self.variables)
+    def all_grads(g):
+        if cache[0] is g:
+            return cache[1]
+        if variables:
+            input_grads, var_grads = grad_fn(g, variables=variables)
             input_grads = list(input_grads) if isinstance(input_grads, (list, tuple)) else [input_grads]
             grads = input_grads + list(var_grads)
         else:
-            out = self.grad_fn(g)
+            out = grad_fn(g)
             grads = list(out) if isinstance(out, (list, tuple)) else [out]
-        expected = self.n_inputs + len(self.variables)
+        expected = n_inputs + len(variables)
         if len(grads) != expected:
             raise ValueError(f"custom_gradient function expected to return {expected} gradients, "
                              f"but returned {len(grads)} instead.")
-        grads = [None if g_ is None else to_tensor(g_) for g_ in grads]
-        self._cache = (g, grads)
-        return grads
+        cache[:] = [g, [None if g_ is None else to_tensor(g_) for g_ in grads]]
+        return cache[1]
 
-    def __getitem__(self, i):
-        return lambda g, out, *inputs: self._all(g)[i]
+    def vjp_of(i):
+        def custom_gradient_vjp(g, out, *inputs):
+            return all_grads(g)[i]
+        return custom_gradient_vjp
+    return vjp_of
 
 
 def custom_gradient(f):
@@ -144,8 +142,9 @@ def custom_gradient(f):
                     for v in variables:
                         if v._trainable:
                             tape._watch_variable(v)
-            prim = Primitive(f"custom_gradient:{getattr(f, '__name__', 'f')}", None, None,
-                             _CustomVJP(grad_fn, len(inputs), variables))
+            # a primitive of its own; its VJPs keep what grad_fn's closure holds, no more
+            prim = Primitive(f"custom_gradient:{getattr(f, '__name__', 'f')}", None,
+                             vjps=_custom_vjps(grad_fn, len(inputs), variables))
             record(prim, tuple(inputs) + tuple(variables), out, None)
         return out
     return wrapped

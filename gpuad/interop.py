@@ -95,12 +95,14 @@ def from_dlpack(x, device=None):
     target = None if device is None else _devices.get(device)
 
     if isinstance(x, (Tensor, Variable)):  # a gpuad tensor: share its buffer directly
-        t = x._value if isinstance(x, Variable) else x
+        t = x._lend() if isinstance(x, Variable) else x
         src = t._device
         dev = target or src
         if dev is not src and not (_host_memory(src) and _host_memory(dev)):
             raise _placement_error(src.name, dev.name)
-        return Tensor(_for_device(dev, t._data), dev)
+        out = Tensor(_for_device(dev, t._data), dev)
+        out._lease = t._lease  # the same buffer: keeps a Variable from writing into it
+        return out
 
     if _is_capsule(x):
         x = _Capsule(x)

@@ -54,7 +54,9 @@ import zlib
 
 import numpy as np
 
-from .tensor import Tensor, Variable
+from .ops.core import bind
+from .ops.state import ASSIGN
+from .tensor import Tensor, Variable, convert_to_tensor, locked
 
 __all__ = ["save", "load", "CheckpointError"]
 
@@ -146,8 +148,19 @@ def flatten(obj, what="save") -> dict:
 # -- save ------------------------------------------------------------------------------
 
 def _host(value) -> np.ndarray:
-    arr = np.asarray(value)  # Variables and Tensors through __array__, keeping 0-d shapes
+    arr = np.asarray(value)  # Tensors through __array__, keeping 0-d shapes
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _snapshot(entries: dict) -> dict:
+    """The values of ``{key: Variable or Tensor}`` all from one moment: every
+    variable is read while all of them are locked, so no optimizer step (which
+    holds the locks of all it updates) is seen half done. The reads are Tensors
+    (no copies); the transfers to the host happen after the locks are let go."""
+    variables = [v for v in entries.values() if isinstance(v, Variable)]
+    with locked(variables):
+        return {key: v._lend_locked() if isinstance(v, Variable) else v
+                for key, v in entries.items()}
 
 
 def _crc(a: np.ndarray) -> str:
@@ -229,7 +242,7 @@ def save(path, obj) -> None:
     import safetensors.numpy
 
     path = os.fspath(path)
-    arrays = {key: _host(value) for key, value in flatten(obj, "save").items()}
+    arrays = {key: _host(value) for key, value in _snapshot(flatten(obj, "save")).items()}
     crcs = {key: _crc(a) for key, a in arrays.items()}
     from . import __version__
     metadata = {"format": "gpuad", "gpuad.version": __version__,
@@ -321,7 +334,7 @@ def load(path, into=None, strict=True):
     if into is None:
         from . import devices as _devices
         dev = _devices.current()
-        return {key: Tensor(dev.from_host(arrays[key]), dev) for key in sorted(arrays)}
+        return {key: convert_to_tensor(arrays[key], device=dev) for key in sorted(arrays)}
 
     targets = flatten(into, "load")
     problems = []
@@ -362,11 +375,9 @@ def load(path, into=None, strict=True):
             + "\n  ".join(shown) + "\nFix: " + "; ".join(fixes) + ".", path, problems)
 
     # Phase 2: every value onto its variable's device (may run out of memory: still
-    # nothing assigned), then the assignments, which can no longer fail.
-    staged = []
-    for key, var in targets.items():
-        dev = var._value._device
-        staged.append((var, Tensor(dev.from_host(arrays[key]), dev)))
-    for var, value in staged:
-        var.assign(value)
+    # nothing assigned), then one assignment of all of them, which cannot fail
+    # half way (Ctrl-C is held back until it is over).
+    variables = list(targets.values())
+    values = [convert_to_tensor(arrays[key], device=var._device) for key, var in targets.items()]
+    bind(ASSIGN, tuple(values), variables=tuple(variables))
     return into

@@ -39,57 +39,40 @@ Semantics (TensorFlow 2.21 / Keras 3; TF_REFERENCE.md §15):
   step). Saving them and assigning them back into a fresh optimizer built on
   the same variables restores it exactly.
 
-**One fused update per step.** An optimizer step runs the device kernel
-``optim/<rule>`` once per (device, dtype) of the variables: on ``cuda`` and
-``emulated``, one kernel launch updates every parameter and slot (a few for
-more than 256 tensors), through a table of pointers kept on the device and
-rebuilt only when a buffer changes, so a steady-state step makes one launch and
-no host transfer. That kernel writes into the variables' buffers **in place**,
-the only place gpuad does so. Tensors are immutable and share buffers freely
-(``Variable.assign(t)`` adopts ``t``'s buffer, ``v.read_value()`` returns the
-variable's current Tensor, a ``reshape`` may be a view), so before a step
-writes into a buffer the optimizer makes sure nothing else can see it: it gives
-each variable (and slot) a fresh copy that it owns the first time it updates
-it, after any ``assign`` (the variable then holds a buffer the optimizer did
-not make), and whenever another reference to the variable's value or buffer is
-alive (a Tensor read before the step and still held, a tape that saved it, a
-view): CPython's reference counts tell. A value read before a step therefore
-keeps its old contents, as in TensorFlow, and a steady-state training loop
-(which holds no such references once ``tape.gradient`` has run) pays no copies.
+**One fused update per step, all or nothing.** A step is one primitive,
+``apply_update`` (``gpuad/ops/state.py``): it runs the device kernel
+``optim/<rule>`` once per (device, dtype) of the variables -- on ``cuda`` and
+``emulated`` one launch updates every parameter and slot (a few for more than
+256 tensors) through a table of pointers kept on the device, so a steady-state
+step makes one launch and no host transfer. Every check, the clipping, the
+learning rate and the hyperparameters come first; the update then runs with
+every affected variable locked, and either every variable, slot and
+``iterations`` changes or none does (a fault in the kernel, or Ctrl-C, leaves
+the step unapplied). The kernel writes in place only into buffers no Tensor
+can see: a variable tracks the Tensors it handed out (``Variable``'s lease),
+and one whose value is still held (a Tensor read before the step, a view, a
+tape that kept it) or was adopted by ``assign`` moves to a fresh copy first.
+A value read before a step therefore keeps its old contents, as in TensorFlow,
+and a training loop that holds no reads once ``tape.gradient`` has run pays
+no copies.
 """
 from __future__ import annotations
 
 import numbers
-import sys
 import warnings
-import weakref
 
 import numpy as np
 
 from . import schedules
 from .dtypes import float32, int64
 from .errors import InvalidArgumentError
+from .ops.core import bind
+from .ops.state import APPLY_UPDATE
 from .tensor import Tensor, Variable, convert_to_tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules"]
 
 _FLOAT_KINDS = ("float32", "float64")
-
-
-def _refs(var):
-    """(references to the variable's current Tensor, references to its buffer,
-    the buffer). The counts are taken before anything here holds the buffer, so
-    they compare across calls: higher than when the optimizer took ownership
-    means someone else holds the value."""
-    t = var._value
-    return sys.getrefcount(t), sys.getrefcount(t._data), t._data
-
-
-def _weak(obj):
-    try:
-        return weakref.ref(obj)
-    except TypeError:  # a buffer type without weak references: hold it
-        return lambda: obj
 
 
 class Optimizer:
@@ -149,7 +132,6 @@ class Optimizer:
         self._index: dict[int, int] = {}      # variable._id -> index in _trainable_variables
         self._slots: list[list] = []           # slot kind -> one Variable per trainable variable
         self._slot_kinds: list[str] = []       # the kind's name, parallel to _slots
-        self._owned: dict[int, list] = {}      # Variable._id -> [weak buffer, refcounts...]
         self._caches: dict = {}                # (device name, dtype) -> the device's table cache
 
     # -- learning rate and iterations -------------------------------------------
@@ -195,13 +177,13 @@ class Optimizer:
         self._set_learning_rate(value)
 
     def _step_count(self) -> int:
-        return int(self._iterations._value._data)  # a cpu Variable: no device sync
+        return int(self._iterations)  # a cpu Variable: no device sync
 
     def _current_lr(self) -> np.float32:
         """The learning rate of the next step, as float32, computed on the host."""
         lr = self._learning_rate
         if lr is self._lr_var:
-            return np.float32(self._lr_var._value._data)
+            return np.float32(self._lr_var)
         if isinstance(lr, schedules.LearningRateSchedule):
             if type(lr).value is not schedules.LearningRateSchedule.value:
                 return np.float32(lr.value(self._step_count()))
@@ -266,10 +248,8 @@ class Optimizer:
             self._slot_kinds.extend(kind for kind, _ in group)
             for v, base in zip(var_list, bases):  # interleaved within a group, as Keras 3
                 for (kind, init), kind_vars in zip(group, kinds):
-                    value = _filled(v.shape, init, v.dtype, v._value._device)
-                    slot = Variable(value, trainable=False, name=f"{self.name}/{base}_{kind}")
-                    del value
-                    self._register(slot)  # a fresh buffer nobody else holds: owned, no copy
+                    slot = Variable(_filled(v.shape, init, v.dtype, v._device), trainable=False,
+                                    name=f"{self.name}/{base}_{kind}")
                     kind_vars.append(slot)
                     self._variables.append(slot)
             self._slots.extend(kinds)
@@ -290,25 +270,6 @@ class Optimizer:
         if v.dtype.name not in _FLOAT_KINDS:
             raise TypeError(f"Optimizers update float32 or float64 variables; '{v.name}' is "
                             f"{v.dtype.name}.")
-
-    # -- ownership of the buffers the step writes into ------------------------------
-    def _register(self, var):
-        rec = self._owned[var._id] = [None, 0, 0]
-        rec[1], rec[2], buf = _refs(var)
-        rec[0] = _weak(buf)
-
-    def _own(self, var) -> bool:
-        """Make ``var``'s buffer one this optimizer alone holds (see the module
-        docstring); True if it had to copy."""
-        rc_t, rc_b, buf = _refs(var)
-        rec = self._owned.get(var._id)
-        if rec is not None and rec[0]() is buf and rc_t <= rec[1] and rc_b <= rec[2]:
-            return False
-        dev = var._value._device
-        var._value = Tensor(dev.cast("cast", buf, buf.dtype), dev)  # a fresh buffer: a copy
-        del buf
-        self._register(var)
-        return True
 
     # -- gradients -------------------------------------------------------------------
     def _check_variables_are_known(self, variables):
@@ -349,10 +310,10 @@ class Optimizer:
 
     def _prepare_gradient(self, g, v):
         if isinstance(g, Variable):
-            g = g._value
+            g = g._read()
         if not isinstance(g, Tensor):
-            g = convert_to_tensor(g, dtype=v.dtype, device=v._value._device)
-        if g._device is not v._value._device:
+            g = convert_to_tensor(g, dtype=v.dtype, device=v._device)
+        if g._device is not v._device:
             raise InvalidArgumentError(
                 f"The gradient for variable '{v.name}' is on {g.device} but the variable is on "
                 f"{v.device}; move it with .to({v.device!r}).", "AssignSubVariableOp")
@@ -435,37 +396,18 @@ class Optimizer:
         if any(g.dtype != v.dtype for g, v in zip(grads, variables)):
             from .ops.math import cast
             grads = [g if g.dtype == v.dtype else cast(g, v.dtype) for g, v in zip(grads, variables)]
-        self._fused_step(grads, variables)
-        self._iterations.assign_add(1)
-
-    def _fused_step(self, grads, variables):
         lr32 = self._current_lr()
         step = self._step_count()
-        groups: dict = {}
-        for g, v in zip(grads, variables):
-            dev = v._value._device
-            groups.setdefault((dev.name, v.dtype.name), (dev, []))[1].append((g, v))
-        for key, (dev, items) in groups.items():
-            cache = self._caches.setdefault(key, {})
-            params, grad_bufs = [], []
-            slots = [[] for _ in self._slots]
-            changed = False
-            for g, v in items:
-                i = self._index[v._id]
-                changed |= self._own(v)
-                params.append(v._value._data)
-                grad_bufs.append(g._data)
-                for s, kind in enumerate(self._slots):
-                    changed |= self._own(kind[i])
-                    slots[s].append(kind[i]._value._data)
-            if changed:
-                cache.clear()
-            f = np.dtype(key[1]).type
-            hyper = self._hyper(f, f(lr32), step)
-            hyper["lr"] = float(f(lr32))
-            hyper["weight_decay"] = None if self.weight_decay is None else float(f(self.weight_decay))
-            dev.optim(self._rule, params, grad_bufs, slots, hyper, cache=cache)
-            del params, grad_bufs, slots
+        hyper = {}
+        for dtype in {v._data.dtype for v in variables}:
+            f = dtype.type
+            h = self._hyper(f, f(lr32), step)
+            h["lr"] = float(f(lr32))
+            h["weight_decay"] = None if self.weight_decay is None else float(f(self.weight_decay))
+            hyper[dtype.name] = h
+        slots = [[kind[self._index[v._id]] for v in variables] for kind in self._slots]
+        bind(APPLY_UPDATE, tuple(grads), rule=self._rule, variables=variables, slots=slots,
+             hyper=hyper, iterations=self._iterations, caches=self._caches)
 
     def _hyper(self, f, lr, step) -> dict:
         """The rule's hyperparameters for variables of float type ``f`` (a NumPy

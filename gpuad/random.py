@@ -18,7 +18,8 @@ import threading
 from . import devices as _devices
 from . import dtypes as _dtypes
 from .devices import philox
-from .errors import InvalidArgumentError
+from .ops import table as T
+from .ops.core import _OLD_OP, bind
 from .tensor import Tensor
 
 __all__ = ["set_seed", "normal", "uniform"]
@@ -36,33 +37,35 @@ def set_seed(seed: int) -> None:
         _offsets.clear()
 
 
-def _claim(op: str, n: int, dtype, seed) -> tuple[int, int]:
-    """The (key, block offset) for a draw of ``n`` values, and advance the stream."""
-    op_seed = 0 if seed is None else int(seed) & 0xFFFFFFFF
-    blocks = (n * philox.words_per_element(op, dtype) + 3) // 4
-    with _lock:
-        key = _global_seed | (op_seed << 32)
-        offset = _offsets.get(op_seed, 0)
-        _offsets[op_seed] = offset + blocks
-    return key, offset
+class _Stream:
+    """The Philox stream of one op seed: each claim takes the next unused stretch."""
+
+    __slots__ = ("op_seed",)
+
+    def __init__(self, op_seed: int):
+        self.op_seed = op_seed
+
+    def claim(self, op: str, n: int, dtype) -> tuple[int, int]:
+        """The (key, block offset) for a draw of ``n`` values; advances the stream."""
+        blocks = (n * philox.words_per_element(_OLD_OP.get(op, op), dtype) + 3) // 4
+        with _lock:
+            key = _global_seed | (self.op_seed << 32)
+            offset = _offsets.get(self.op_seed, 0)
+            _offsets[self.op_seed] = offset + blocks
+        return key, offset
 
 
-def _draw(op, shape, dtype, seed, device) -> Tensor:
+def _draw(prim, shape, dtype, seed, device) -> Tensor:
     dtype = _dtypes.as_dtype(dtype)
-    if not dtype.is_floating:
-        raise InvalidArgumentError(f"random.{op} makes float tensors; got dtype {dtype.name}.", op)
     shape = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
-    n = 1
-    for d in shape:
-        n *= d
-    key, offset = _claim(op, n, dtype.numpy, seed)
+    op_seed = 0 if seed is None else int(seed) & 0xFFFFFFFF
     dev = _devices.current() if device is None else _devices.get(device)
-    return Tensor(dev.random(op, shape, dtype.numpy, key, offset), dev)
+    return bind(prim, (), shape=shape, dtype=dtype.numpy, stream=_Stream(op_seed), device=dev)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype=_dtypes.float32, seed=None, device=None) -> Tensor:
     """Samples from N(mean, stddev**2)."""
-    z = _draw("normal", shape, dtype, seed, device)
+    z = _draw(T.RANDOM_NORMAL, shape, dtype, seed, device)
     if stddev != 1.0:
         z = z * stddev
     return z + mean if mean != 0.0 else z
@@ -70,7 +73,7 @@ def normal(shape, mean=0.0, stddev=1.0, dtype=_dtypes.float32, seed=None, device
 
 def uniform(shape, minval=0.0, maxval=None, dtype=_dtypes.float32, seed=None, device=None) -> Tensor:
     """Samples from U[minval, maxval) (maxval defaults to 1)."""
-    u = _draw("uniform", shape, dtype, seed, device)
+    u = _draw(T.RANDOM_UNIFORM, shape, dtype, seed, device)
     maxval = 1.0 if maxval is None else maxval
     if (minval, maxval) != (0.0, 1.0):
         u = u * (maxval - minval) + minval

@@ -29,7 +29,7 @@ import threading
 
 from . import nest
 from .errors import InvalidArgumentError
-from .tensor import Tensor, Variable
+from .tensor import Abstract, Tensor, Variable
 
 __all__ = ["GradientTape", "UnconnectedGradients", "stop_recording_all"]
 
@@ -50,16 +50,29 @@ _state = _TapeState()
 
 class Node:
     """One recorded op: its primitive, inputs, output and static attributes.
-    Holding the node keeps the residuals its VJP needs alive; a tape drops it
-    as soon as the VJP has run (non-persistent) or when the tape is dropped."""
+
+    Of the inputs and the output, the node keeps only what the primitive's VJPs
+    read (the row's ``keeps``); the rest become :class:`~gpuad.ops.core.Abstract`
+    values (shape, dtype, device and id, no data), so the tape does not hold
+    the memory of, say, an ``add``'s inputs. A tape drops the node as soon as its
+    VJP has run (non-persistent) or when the tape is dropped."""
 
     __slots__ = ("prim", "inputs", "out", "attrs")
 
     def __init__(self, prim, inputs, out, attrs):
+        keep = prim.keep_inputs
+        if keep is None or all(keep):
+            self.inputs = inputs
+        else:
+            self.inputs = tuple(x if i < len(keep) and keep[i] else _abstract(x)
+                                for i, x in enumerate(inputs))
         self.prim = prim
-        self.inputs = inputs
-        self.out = out
+        self.out = out if prim.keep_out else _abstract(out)
         self.attrs = attrs
+
+
+def _abstract(x) -> Abstract:
+    return Abstract.of(x)
 
 
 def record(prim, inputs, out, attrs) -> None:
@@ -78,27 +91,27 @@ def record(prim, inputs, out, attrs) -> None:
         tracked.add(out._id)
 
 
-def read_variable(v: Variable) -> Tensor:
-    """A read of ``v``: auto-watched by tapes that watch accessed variables, and
-    recorded as an identity node where a tape tracks ``v``."""
-    value = v._value
+def read_variable(v: Variable, prim) -> Tensor:
+    """A read of ``v`` (primitive ``prim``, ``read_variable``): auto-watched by
+    tapes that watch accessed variables, and recorded as an identity node
+    where a tape tracks ``v``."""
+    value = v._lend()
     reads = _state.variable_reads
     if reads is not None:
         reads.append(v)
     stack = _state.stack
     if not stack:
         return value
-    out = node = None
+    node = None
     for tape in stack:
         if tape._watch_accessed and v._trainable:
             tape._watch_variable(v)
         if v._id in tape._tracked:
             if node is None:
-                out = Tensor(value._data, value._device)
-                node = Node(READ_VARIABLE, (v,), out, None)
+                node = Node(prim, (v,), value, None)
             tape._nodes.append(node)
-            tape._tracked.add(out._id)
-    return value if out is None else out
+            tape._tracked.add(value._id)
+    return value
 
 
 @contextlib.contextmanager
@@ -343,8 +356,8 @@ class GradientTape:
         from .ops import array as A, creation as C
         inner = target.shape[1:]
         b = target.shape[0]
-        rows = [C.zeros(source.shape, source.dtype, source._value._device if isinstance(source, Variable)
-                        else source._device) if r is None else r for r in rows]
+        rows = [C.zeros(source.shape, source.dtype, source._device) if r is None else r
+                for r in rows]
         if not rows:
             return C.zeros(target.shape + source.shape[1:], source.dtype)
         stacked = A.stack(rows, axis=1)  # (B, inner..., source[1:]...)
@@ -407,8 +420,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
         if not t.dtype.is_floating:
             continue  # integer and bool targets have no gradient
         if seed is None:
-            value = t._value if isinstance(t, Variable) else t
-            seed = Tensor(_ones(value), value._device)
+            seed = _ones(t)
         prev = cot.get(t._id)
         cot[t._id] = seed if prev is None else _add(prev, seed)
 
@@ -431,14 +443,17 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
         g = cot.get(out_id) if out_id in source_ids else cot.pop(out_id, None)
         if g is None:
             continue
-        vjps = node.prim.vjps
+        vjp_of = node.prim.vjp_of
         inputs = node.inputs
         attrs = node.attrs
         for i, x in enumerate(inputs):
             xid = x._id
-            if xid not in relevant or vjps[i] is None:
+            if xid not in relevant:
                 continue
-            gx = vjps[i](g, out, *inputs) if attrs is None else vjps[i](g, out, *inputs, **attrs)
+            vjp = vjp_of(i)
+            if vjp is None:
+                continue
+            gx = vjp(g, out, *inputs) if attrs is None else vjp(g, out, *inputs, **attrs)
             if gx is None:
                 continue
             prev = cot.get(xid)
@@ -446,19 +461,22 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     return {sid: cot[sid] for sid in source_ids if sid in cot}
 
 
-_ones_buffers: dict = {}
+_ones_cache: dict = {}
 
 
-def _ones(t: Tensor):
-    """A buffer of ones like ``t``: the default seed. Buffers are immutable, so
-    one per (shape, dtype, device) serves every gradient call."""
-    key = (t._data.shape, t._data.dtype, t._device)
-    data = _ones_buffers.get(key)
-    if data is None:
-        data = t._device.fill("fill", t._data.shape, 1, t._data.dtype)
-        if t._data.size <= 4096 and len(_ones_buffers) < 1024:
-            _ones_buffers[key] = data
-    return data
+def _ones(t) -> Tensor:
+    """Ones like ``t`` (a Tensor or Variable): the default seed. Tensors are
+    immutable, so one per small (shape, dtype, device) serves every gradient call;
+    each use gets its own Tensor (its own id), sharing the buffer."""
+    key = (t.shape, t._data.dtype, t._device)
+    ones = _ones_cache.get(key)
+    if ones is None:
+        from .ops import table as T
+        from .ops.core import bind
+        ones = bind(T.FILL, (), shape=t.shape, value=1, dtype=t._data.dtype, device=t._device)
+        if ones._data.size <= 4096 and len(_ones_cache) < 1024:
+            _ones_cache[key] = ones
+    return Tensor(ones._data, ones._device)
 
 
 def _finish(grad, source, mode):
@@ -493,7 +511,7 @@ def _jacobian_rows(nodes, target, inner_shape, sources, batch: bool, tracked=Non
 
 def _assemble(rows, target_shape, source, source_shape, mode):
     from .ops import array as A, creation as C
-    dev = source._value._device if isinstance(source, Variable) else source._device
+    dev = source._device
     if all(r is None for r in rows):
         if mode is UnconnectedGradients.ZERO or not rows:
             return C.zeros(tuple(target_shape) + tuple(source_shape), source.dtype, dev)
@@ -502,5 +520,6 @@ def _assemble(rows, target_shape, source, source_shape, mode):
     return A.reshape(A.stack(rows, axis=0), tuple(target_shape) + tuple(source_shape))
 
 
-from .ops.table import READ_VARIABLE  # noqa: E402  (the table imports this module)
-from .ops.math import add as _add  # noqa: E402
+def _add(x, y):
+    from .ops.math import add
+    return add(x, y)

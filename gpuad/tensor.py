@@ -12,8 +12,11 @@ gpuad.Tensor([0. 1. 2. 3.], shape=(4,), dtype=float32)
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import threading
+import weakref
 
 import numpy as np
 
@@ -22,7 +25,7 @@ from . import dtypes as _dtypes
 from . import interop as _interop
 from .errors import InvalidArgumentError
 
-__all__ = ["Tensor", "Variable", "constant", "convert_to_tensor", "is_tensor"]
+__all__ = ["Tensor", "Variable", "Abstract", "constant", "convert_to_tensor", "is_tensor"]
 
 # Every Tensor and Variable gets a fresh id: tapes track ids, never id(obj),
 # which Python reuses once an object dies.
@@ -36,7 +39,7 @@ class Tensor:
     ``.numpy()``, ``float()``, ``int()``, ``bool()`` or ``np.asarray``.
     """
 
-    __slots__ = ("_data", "_device", "_id", "__weakref__")
+    __slots__ = ("_data", "_device", "_id", "_lease", "__weakref__")
     # NumPy arrays and scalars defer their binary operators to us, so
     # ``np.float64(2) * t`` is a Tensor, as in TensorFlow.
     __array_priority__ = 100
@@ -45,6 +48,7 @@ class Tensor:
         self._data = data
         self._device = device
         self._id = _next_id()
+        self._lease = None  # a Lease when the buffer is (a view of) a Variable's
 
     # -- properties ---------------------------------------------------------
     @property
@@ -154,6 +158,8 @@ class Tensor:
         >>> t.__dlpack_device__()                   # (kDLCPU, 0)
         (1, 0)
         """
+        if self._lease is not None:  # the importer may write: the variable stops writing in place
+            self._lease.exported()
         return _interop.dlpack(self._data, stream=stream, max_version=max_version,
                                dl_device=dl_device, copy=copy)
 
@@ -179,11 +185,13 @@ class Tensor:
         return self._data.__cuda_array_interface__
 
     def to(self, device) -> "Tensor":
-        """A copy of this tensor on ``device`` (through the host)."""
+        """A copy of this tensor on ``device`` (through the host); itself if it is there."""
         dev = _devices.get(device)
         if dev is self._device:
             return self
-        return Tensor(dev.from_host(self._device.to_host(self._data)), dev)
+        from .ops.state import COPY
+        from .ops.core import bind
+        return bind(COPY, (self,), device=dev)
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
@@ -280,7 +288,9 @@ def convert_to_tensor(value, dtype=None, device=None, dtype_hint=None) -> Tensor
             dtype = hint
     arr = _host_array(value, dtype)
     dev = _devices.current() if device is None else _devices.get(device)
-    return Tensor(dev.from_host(arr), dev)
+    from .ops.core import bind
+    from .ops.table import CONSTANT
+    return bind(CONSTANT, (), value=arr, device=dev)
 
 
 def constant(value, dtype=None, device=None) -> Tensor:
@@ -307,7 +317,76 @@ def is_tensor(x) -> bool:
     return isinstance(x, (Tensor, Variable))
 
 
+# -- Abstract values -----------------------------------------------------------
+
+class Abstract:
+    """A value known only by its shape, dtype and device: what the tape keeps
+    of an input its VJP does not read, and what a tracer computes with.
+
+    It answers the questions a shape rule or a VJP asks (``shape``, ``dtype``,
+    ``ndim``, ``device``, ``_data.shape``, ``_data.dtype``) and nothing else.
+    """
+
+    __slots__ = ("_data", "_device", "_id")
+
+    def __init__(self, shape, dtype, device, id_=None):
+        self._data = _Shape(tuple(shape), dtype)
+        self._device = device
+        self._id = id_
+
+    @classmethod
+    def of(cls, x) -> "Abstract":
+        return cls(x._data.shape, x._data.dtype, x._device, x._id)
+
+    shape = property(lambda self: self._data.shape)
+    ndim = property(lambda self: len(self._data.shape))
+    size = property(lambda self: self._data.size)
+    device = property(lambda self: self._device.name)
+
+    @property
+    def dtype(self):
+        return _dtypes.from_numpy(self._data.dtype)
+
+    def __repr__(self):
+        return f"<abstract shape={self.shape} dtype={self._data.dtype} device={self._device.name}>"
+
+
+class _Shape:
+    """Stands in for a buffer: its shape and dtype, no data."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
 # -- Variable ----------------------------------------------------------------
+
+class Lease:
+    """Held by every Tensor that aliases a Variable's current buffer (a read, or
+    a view of one); the Variable keeps only a weak reference. While any such
+    Tensor lives, the lease lives, and the Variable never writes into that
+    buffer: an update in place first moves the variable to a fresh copy."""
+
+    __slots__ = ("variable", "__weakref__")
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def exported(self):
+        """The buffer left gpuad (DLPack): something we cannot track may hold it."""
+        v = self.variable
+        with v._lock:
+            v._shared = True
+
 
 class Variable:
     """A mutable tensor whose reads are differentiable; trainable ones are
@@ -317,6 +396,17 @@ class Variable:
     ``assign_sub`` return the variable; a wrong shape or dtype raises and
     leaves the value untouched.
 
+    Ownership and threads: a Tensor read from a Variable never changes
+    afterwards. The Variable owns its buffer and knows who else sees it: each
+    read hands out a Tensor holding the variable's current *lease* (views of it
+    inherit the lease), and the variable keeps a weak reference to that lease.
+    An optimizer step writes into the buffer in place only when no lease is
+    alive and the buffer is not shared in another way (adopted by ``assign``
+    or exported through DLPack); otherwise it moves the variable to a fresh
+    copy first. Every read and write of one variable holds the variable's lock,
+    and a step over many variables (or ``gpuad.save``) holds all their locks at
+    once, taken in creation order, so other threads see each step whole.
+
     >>> import gpuad as ad
     >>> v = ad.Variable(3.0)
     >>> with ad.GradientTape() as tape:
@@ -325,7 +415,8 @@ class Variable:
     6.0
     """
 
-    __slots__ = ("_value", "_id", "_trainable", "_name", "__weakref__")
+    __slots__ = ("_data", "_device", "_lock", "_lease", "_shared", "_pinned", "_id",
+                 "_trainable", "_name", "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, initial_value=None, trainable=True, name=None, dtype=None, device=None):
@@ -334,19 +425,55 @@ class Variable:
         if callable(initial_value):
             initial_value = initial_value()
         value = constant(initial_value, dtype=dtype, device=device)
-        if isinstance(initial_value, Tensor) and device is None:
-            value = Tensor(value._data, value._device)  # a fresh id: not the tensor's own
-        self._value = value
+        self._lock = threading.Lock()
+        self._adopt(value)
         self._id = _next_id()
         self._trainable = True if trainable is None else bool(trainable)
         self._name = ("Variable" if name is None else str(name)) + ":0"
+
+    # -- ownership (callers hold self._lock, except in __init__) -------------------
+    def _adopt(self, value: Tensor) -> None:
+        """Take ``value``'s buffer as the new value. The Tensor (or others made
+        from the same data) may still see it, so it is shared: never written in
+        place. If it is another variable's buffer, hold that variable's lease,
+        so that variable does not write into it either."""
+        self._data = value._data
+        self._device = value._device
+        self._lease = None
+        self._shared = True
+        self._pinned = value._lease
+
+    def _own(self, buffer) -> None:
+        """Take ``buffer``, made for this variable and seen by no one else."""
+        self._data = buffer
+        self._lease = None
+        self._shared = False
+        self._pinned = None
+
+    def _writable(self) -> bool:
+        """Whether an update may write into the current buffer in place."""
+        return not self._shared and (self._lease is None or self._lease() is None)
+
+    def _lend(self) -> Tensor:
+        """The current value as a Tensor that holds the variable's lease."""
+        with self._lock:
+            return self._lend_locked()
+
+    def _lend_locked(self) -> Tensor:
+        """:meth:`_lend`, for a caller that holds the lock already."""
+        lease = self._lease() if self._lease is not None else None
+        if lease is None:
+            lease = Lease(self)
+            self._lease = weakref.ref(lease)
+        t = Tensor(self._data, self._device)
+        t._lease = lease
+        return t
 
     # -- reading ---------------------------------------------------------------
     def _read(self) -> Tensor:
         """The current value as a Tensor; recorded on every active tape that
         watches this variable (and auto-watched where the tape says so)."""
-        from .tape import read_variable
-        return read_variable(self)
+        return _bind(_T.READ_VARIABLE, (), variable=self)
 
     def read_value(self) -> Tensor:
         return self._read()
@@ -356,23 +483,23 @@ class Variable:
 
     @property
     def shape(self) -> tuple:
-        return self._value._data.shape
+        return self._data.shape
 
     @property
     def dtype(self) -> _dtypes.DType:
-        return self._value.dtype
+        return _dtypes.from_numpy(self._data.dtype)
 
     @property
     def ndim(self) -> int:
-        return self._value.ndim
+        return len(self._data.shape)
 
     @property
     def size(self) -> int:
-        return self._value.size
+        return math.prod(self._data.shape)
 
     @property
     def device(self) -> str:
-        return self._value.device
+        return self._device.name
 
     @property
     def name(self) -> str:
@@ -383,22 +510,22 @@ class Variable:
         return self._trainable
 
     def numpy(self):
-        return self._value.numpy()
+        return self._lend().numpy()
 
     def __array__(self, dtype=None, copy=None):
-        return self._value.__array__(dtype)
+        return self._lend().__array__(dtype)
 
     def __float__(self):
-        return float(self._value)
+        return float(self._lend())
 
     def __int__(self):
-        return int(self._value)
+        return int(self._lend())
 
     def __bool__(self):
-        return bool(self._value)
+        return bool(self._lend())
 
     def __index__(self):
-        return self._value.__index__()
+        return self._lend().__index__()
 
     def __iter__(self):
         return iter(self._read())
@@ -411,7 +538,7 @@ class Variable:
         return Reference(self)
 
     def __repr__(self):
-        t = self._value
+        t = self._lend()
         return (f"<gpuad.Variable '{self._name}' shape={t.shape} dtype={t.dtype.name}, "
                 f"device={t.device}, numpy={_numpy_text(t.numpy(), repr)}>")
 
@@ -427,72 +554,76 @@ class Variable:
     # -- interop: the current value's buffer (see Tensor.__dlpack__) -------------
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """Export the current value through DLPack, without a copy (see
-        ``Tensor.__dlpack__``). A later ``assign`` gives the variable a new
-        buffer; an array imported before keeps the old value.
+        ``Tensor.__dlpack__``). The variable never writes into an exported
+        buffer again: its next update moves it to a new buffer, and an array
+        imported before keeps the old value.
 
         >>> import gpuad as ad, numpy as np
         >>> v = ad.Variable([1.0, 2.0])
         >>> np.from_dlpack(v)
         array([1., 2.], dtype=float32)
         """
-        return self._value.__dlpack__(stream=stream, max_version=max_version,
-                                      dl_device=dl_device, copy=copy)
+        return self._lend().__dlpack__(stream=stream, max_version=max_version,
+                                       dl_device=dl_device, copy=copy)
 
     def __dlpack_device__(self) -> tuple:
-        return self._value.__dlpack_device__()
+        return self._lend().__dlpack_device__()
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        """The current value's CUDA array interface; only on ``cuda`` (else ``AttributeError``)."""
-        return self._value.__cuda_array_interface__
+        """The current value's CUDA array interface; only on ``cuda`` (else
+        ``AttributeError``). Like DLPack, it marks the buffer as exported."""
+        t = self._lend()
+        iface = t.__cuda_array_interface__
+        t._lease.exported()
+        return iface
 
     def to(self, device) -> Tensor:
-        return self._value.to(device)
+        return self._read().to(device)
 
     def cpu(self) -> Tensor:
-        return self._value.cpu()
+        return self.to("cpu")
 
     # -- writing ---------------------------------------------------------------
-    def _coerce(self, value, op: str) -> Tensor:
-        """``value`` as a Tensor of this variable's dtype and device, or an error."""
+    def _coerce(self, value) -> Tensor:
+        """``value`` as a Tensor; data is converted to this variable's dtype and device."""
         if isinstance(value, Variable):
-            value = value._value
+            return value._read()
         if isinstance(value, Tensor):
-            if value.dtype != self.dtype:
-                raise ValueError(f"Tensor conversion requested dtype {self.dtype.name} for "
-                                 f"Tensor with dtype {value.dtype.name}: {value!r}. "
-                                 f"Cast it first with gpuad.cast(value, gpuad.{self.dtype.name}).")
-            if value._device is not self._value._device:
-                raise InvalidArgumentError(
-                    f"Cannot {op} a tensor on {value.device} to variable '{self._name}' "
-                    f"on {self.device}; move it with .to({self.device!r}).", op)
             return value
-        return convert_to_tensor(value, dtype=self.dtype, device=self._value._device)
+        return convert_to_tensor(value, dtype=self.dtype, device=self._device)
 
     def assign(self, value, read_value=True):
         """Set the value; the shape and dtype must match exactly (no broadcasting)."""
-        t = self._coerce(value, "assign")
-        if t.shape != self.shape:
-            raise ValueError(f"Cannot assign value to variable '{self._name}': Shape mismatch. "
-                             f"The variable shape {self.shape}, and the assigned value shape "
-                             f"{t.shape} are incompatible.")
-        self._value = Tensor(t._data, t._device)
-        return self if read_value else None
-
-    def _update(self, delta, kernel: str, op: str, read_value: bool):
-        t = self._coerce(delta, op)
-        if t.shape != self.shape:
-            raise InvalidArgumentError(
-                f"Cannot update variable '{self._name}' with shape {list(self.shape)} using a "
-                f"Tensor with shape {list(t.shape)}, shapes must be equal.", op)
-        dev = self._value._device
-        self._value = Tensor(dev.binary(kernel, self._value._data, t._data), dev)
+        _bind(_T.ASSIGN, (self._coerce(value),), variables=(self,))
         return self if read_value else None
 
     def assign_add(self, delta, read_value=True):
-        """Add ``delta`` (same shape and dtype) in place; not differentiated."""
-        return self._update(delta, "add", "assign_add", read_value)
+        """Add ``delta`` (same shape and dtype); not differentiated."""
+        _bind(_T.ASSIGN_ADD, (self._coerce(delta),), variable=self)
+        return self if read_value else None
 
     def assign_sub(self, delta, read_value=True):
-        """Subtract ``delta`` (same shape and dtype) in place; not differentiated."""
-        return self._update(delta, "sub", "assign_sub", read_value)
+        """Subtract ``delta`` (same shape and dtype); not differentiated."""
+        _bind(_T.ASSIGN_SUB, (self._coerce(delta),), variable=self)
+        return self if read_value else None
+
+
+@contextlib.contextmanager
+def locked(variables):
+    """Hold the locks of all ``variables`` (each once, in creation order, so two
+    threads locking overlapping sets never deadlock)."""
+    order = sorted({v._id: v for v in variables}.items())
+    taken = []
+    try:
+        for _, v in order:
+            v._lock.acquire()
+            taken.append(v)
+        yield
+    finally:
+        for v in reversed(taken):
+            v._lock.release()
+
+
+from .ops.core import bind as _bind  # noqa: E402  (ops build on this module)
+from .ops import table as _T  # noqa: E402

@@ -13,7 +13,9 @@ import math as _math
 from ..errors import InvalidArgumentError
 from ..ops import math as M, array as A, creation as C
 from ..ops import table as T
-from ..ops.primitive import adopt, normalize_axis, run, run1, to_tensor
+from ..ops.core import bind
+from ..ops.operands import adopt, to_tensor
+from ..ops.shapes import normalize_axis
 from ..tensor import Tensor, Variable
 
 __all__ = ["relu", "leaky_relu", "gelu", "elu", "softplus", "sigmoid", "tanh", "softmax",
@@ -27,12 +29,12 @@ tanh = M.tanh
 
 def relu(features):
     """max(x, 0); its gradient at 0 is 0."""
-    return run1(T.RELU, to_tensor(features))
+    return bind(T.RELU, (to_tensor(features),))
 
 
 def softplus(features):
     """log(1 + e ** x), computed stably."""
-    return run1(T.SOFTPLUS, to_tensor(features))
+    return bind(T.SOFTPLUS, (to_tensor(features),))
 
 
 def leaky_relu(features, alpha=0.2):
@@ -66,9 +68,7 @@ def _softmax(prim, logits, axis):
     x = to_tensor(logits)
     if x.ndim == 0:
         raise InvalidArgumentError(f"{prim.name} needs a tensor of rank >= 1.", prim.name)
-    if x._data.dtype.kind != "f":
-        raise InvalidArgumentError(f"{prim.name} takes float tensors, got {x.dtype.name}.", prim.name)
-    return run(prim, (x,), axis=normalize_axis(prim.name, axis, x.ndim))
+    return bind(prim, (x,), axis=normalize_axis(prim.name, axis, x.ndim))
 
 
 def softmax(logits, axis=-1):
@@ -90,16 +90,11 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
     """
     z = to_tensor(logits)
     y = to_tensor(labels) if isinstance(labels, (Tensor, Variable)) else adopt(labels, z)
-    if y.dtype != z.dtype:
-        raise InvalidArgumentError(f"labels ({y.dtype.name}) and logits ({z.dtype.name}) must "
-                                   f"have the same dtype.", "softmax_cross_entropy")
-    if y.shape != z.shape:
-        raise InvalidArgumentError(f"logits and labels must have the same shape: logits "
-                                   f"{z.shape} vs labels {y.shape}.", "softmax_cross_entropy")
-    if z.ndim == 0 or z._data.dtype.kind != "f":
+    if z.ndim == 0:
         raise InvalidArgumentError("softmax_cross_entropy takes float logits of rank >= 1.",
                                    "softmax_cross_entropy")
-    return run(T.SOFTMAX_XENT, (y, z), axis=normalize_axis("softmax_cross_entropy", axis, z.ndim))
+    return bind(T.SOFTMAX_CROSS_ENTROPY, (y, z),
+                axis=normalize_axis("softmax_cross_entropy", axis, z.ndim))
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits):

@@ -32,8 +32,9 @@ from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..module import Module
 from ..ops import array as A, math as M
-from ..ops.primitive import normalize_axes, to_tensor
-from ..tensor import Tensor, Variable
+from ..ops.operands import to_tensor
+from ..ops.shapes import normalize_axes
+from ..tensor import Tensor, Variable, convert_to_tensor
 from . import initializers
 
 __all__ = ["Dense", "Sequential", "Embedding", "LayerNorm", "Dropout", "layer_norm",
@@ -116,7 +117,7 @@ def masked_softmax(logits, mask, axis=-1):
         raise InvalidArgumentError(f"masked_softmax takes float logits, got {x.dtype.name}.",
                                    "masked_softmax")
     m = mask if isinstance(mask, Tensor) else to_tensor(mask) if isinstance(mask, Variable) \
-        else Tensor(x._device.from_host(np.asarray(mask, dtype=bool)), x._device)
+        else convert_to_tensor(np.asarray(mask, dtype=bool), device=x._device)
     if m._data.dtype.kind != "b":
         m = m != 0
     # The most negative finite value: exp() of it minus the row max is exactly 0

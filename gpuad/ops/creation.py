@@ -14,9 +14,10 @@ import numpy as np
 from .. import devices as _devices
 from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
-from ..tensor import Tensor, Variable, _host_array
+from ..tensor import Abstract, Tensor, Variable, _host_array
 from . import table as T
-from .primitive import run, to_tensor
+from .core import bind
+from .operands import to_tensor
 
 
 def _device(device):
@@ -26,16 +27,12 @@ def _device(device):
 def _shape(shape) -> tuple:
     if isinstance(shape, Tensor):
         shape = shape.numpy().tolist()
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
-    if any(d < 0 for d in shape):
-        raise InvalidArgumentError(f"Shape {list(shape)} has a negative dimension.", "fill")
-    return shape
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
 
 
 def _filled(shape, value, dtype, device) -> Tensor:
-    dev = _device(device)
-    dtype = _dtypes.as_dtype(dtype)
-    return Tensor(dev.fill("fill", _shape(shape), value, dtype.numpy), dev)
+    return bind(T.FILL, (), shape=_shape(shape), value=value, dtype=_dtypes.as_dtype(dtype).numpy,
+                device=_device(device))
 
 
 def zeros(shape, dtype=_dtypes.float32, device=None) -> Tensor:
@@ -49,9 +46,9 @@ def ones(shape, dtype=_dtypes.float32, device=None) -> Tensor:
 
 
 def _like(x):
-    if isinstance(x, Variable):
-        return x._value
-    return x if isinstance(x, Tensor) else to_tensor(x)
+    """What a ``*_like`` op needs of ``x``: its shape, dtype and device (a Variable
+    is not read: a Tensor, Variable or Abstract value answers all three)."""
+    return x if isinstance(x, (Tensor, Variable, Abstract)) else to_tensor(x)
 
 
 def zeros_like(input, dtype=None) -> Tensor:  # noqa: A002
@@ -109,8 +106,7 @@ def eye(num_rows, num_columns=None, dtype=_dtypes.float32, device=None) -> Tenso
 
 
 def _from_host(arr, device) -> Tensor:
-    dev = _device(device)
-    return Tensor(dev.from_host(arr), dev)
+    return bind(T.CONSTANT, (), value=arr, device=_device(device))
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=_dtypes.float32) -> Tensor:
@@ -123,12 +119,10 @@ def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=_dtype
            [0., 0., 1.]], dtype=float32)
     """
     idx = to_tensor(indices)
-    if idx._data.dtype.kind not in "iu":
-        raise InvalidArgumentError(f"one_hot: indices must be integers, got {idx.dtype.name}.", "one_hot")
     dtype = _dtypes.as_dtype(dtype)
     on = 1 if on_value is None else on_value
     off = 0 if off_value is None else off_value
-    out = run(T.ONE_HOT, (idx,), depth=int(depth), on_value=on, off_value=off, dtype=dtype.numpy)
+    out = bind(T.ONE_HOT, (idx,), depth=int(depth), on_value=on, off_value=off, dtype=dtype.numpy)
     if axis in (-1, idx.ndim):
         return out
     from .array import transpose

@@ -16,13 +16,15 @@ from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor
 from . import table as T
-from .primitive import (broadcast_shape, coerce2, dtype_error, normalize_axes, run, run1, run2,
-                        to_tensor, adopt)
+from .core import bind
+from .infer import dtype_error
+from .operands import coerce2, to_tensor
+from .shapes import broadcast_shape, normalize_axes
 
 
 def _unary(prim, what):
     def op(x):
-        return run1(prim, x if type(x) is Tensor else to_tensor(x))
+        return bind(prim, (x if type(x) is Tensor else to_tensor(x),))
     op.__name__ = op.__qualname__ = prim.name
     example, dtype = ("True", "bool") if prim.kinds == "b" else ("1.0", "float32")
     op.__doc__ = (f"Element-wise {what}.\n\n>>> import gpuad as ad\n"
@@ -34,14 +36,14 @@ def _binary(prim, what):
     def op(x, y):
         if type(x) is not Tensor or type(y) is not Tensor:
             x, y = coerce2(x, y)
-        return run2(prim, x, y)
+        return bind(prim, (x, y))
     op.__name__ = op.__qualname__ = prim.name
     op.__doc__ = (f"Element-wise {what}, with NumPy broadcasting; both operands must have "
                   f"the same dtype (Python numbers adopt the tensor's).")
     return op
 
 
-negative = _unary(T.NEG, "-x")
+negative = _unary(T.NEGATIVE, "-x")
 abs = _unary(T.ABS, "|x|; its gradient at 0 is 0")  # noqa: A001
 sign = _unary(T.SIGN, "sign(x) in {-1, 0, 1}; its gradient is 0")
 square = _unary(T.SQUARE, "x * x")
@@ -63,8 +65,8 @@ round = _unary(T.ROUND, "round half to even (not differentiable)")  # noqa: A001
 logical_not = _unary(T.LOGICAL_NOT, "not, on bool tensors")
 
 add = _binary(T.ADD, "x + y")
-subtract = _binary(T.SUB, "x - y")
-multiply = _binary(T.MUL, "x * y")
+subtract = _binary(T.SUBTRACT, "x - y")
+multiply = _binary(T.MULTIPLY, "x * y")
 floordiv = _binary(T.FLOORDIV, "floor(x / y) (not differentiable)")
 floormod = _binary(T.FLOORMOD, "x - floor(x / y) * y, with the sign of y")
 maximum = _binary(T.MAXIMUM, "max(x, y); on a tie the gradient goes to x")
@@ -91,7 +93,7 @@ def divide(x, y):
         x, y = coerce2(x, y)
     if x._data.dtype.kind in "iu" and x._data.dtype == y._data.dtype:
         x, y = cast(x, _dtypes.float64), cast(y, _dtypes.float64)
-    return run2(T.DIV, x, y)
+    return bind(T.DIVIDE, (x, y))
 
 
 def pow(x, y):  # noqa: A001
@@ -103,10 +105,10 @@ def pow(x, y):  # noqa: A001
     array([4., 9.], dtype=float32)
     """
     if type(y) in (int, float) and y == 2 and isinstance(x, Tensor):
-        return run1(T.SQUARE, x)  # same values and gradients as pow(x, 2), half the work
+        return bind(T.SQUARE, (x,))  # same values and gradients as pow(x, 2), half the work
     if type(x) is not Tensor or type(y) is not Tensor:
         x, y = coerce2(x, y)
-    return run2(T.POW, x, y)
+    return bind(T.POW, (x, y))
 
 
 def squared_difference(x, y):
@@ -122,17 +124,11 @@ def where(condition, x=None, y=None):
     array([1., 2.], dtype=float32)
     """
     c = to_tensor(condition)
-    if c._data.dtype.kind != "b":
-        raise InvalidArgumentError(f"where's condition must be a bool tensor, got "
-                                   f"{c.dtype.name}; compare first (x > 0).", "where")
     if x is None and y is None:
         raise InvalidArgumentError("where with only a condition (the indices form) is not "
                                    "supported; pass x and y.", "where")
     x, y = coerce2(x, y)
-    if x._data.dtype != y._data.dtype:
-        raise dtype_error("where", x.dtype, y.dtype, 2)
-    broadcast_shape("where", broadcast_shape("where", c.shape, x.shape), y.shape)
-    return run(T.WHERE, (c, x, y))
+    return bind(T.WHERE, (c, x, y))
 
 
 def cast(x, dtype):
@@ -147,7 +143,7 @@ def cast(x, dtype):
     dtype = _dtypes.as_dtype(dtype)
     if x._data.dtype == dtype.numpy:
         return x
-    return run(T.CAST, (x,), dtype=dtype.numpy)
+    return bind(T.CAST, (x,), dtype=dtype.numpy)
 
 
 def clip_by_value(t, clip_value_min, clip_value_max):
@@ -165,10 +161,8 @@ def clip_by_value(t, clip_value_min, clip_value_max):
 
 def _reduce(prim, x, axis, keepdims):
     x = to_tensor(x)
-    if x._data.dtype.kind not in prim.kinds:
-        raise InvalidArgumentError(f"{prim.name} does not support {x.dtype.name} tensors.", prim.name)
     axes = normalize_axes(prim.name, axis, x.ndim)
-    return run(prim, (x,), axes=axes, keepdims=bool(keepdims))
+    return bind(prim, (x,), axes=axes, keepdims=bool(keepdims))
 
 
 def reduce_sum(input_tensor, axis=None, keepdims=False):
@@ -243,10 +237,7 @@ def _arg(prim, x, axis, output_type):
     if x.ndim == 0:
         raise InvalidArgumentError(f"{prim.name} needs a tensor of rank >= 1, got a scalar.", prim.name)
     (a,) = normalize_axes(prim.name, 0 if axis is None else axis, x.ndim)
-    if x.shape[a] == 0:
-        raise InvalidArgumentError(f"{prim.name} over an empty axis {a} (shape {x.shape}) has "
-                                   f"no answer.", prim.name)
-    return cast(run(prim, (x,), axis=a), output_type)
+    return cast(bind(prim, (x,), axis=a), output_type)
 
 
 def argmax(input, axis=None, output_type=_dtypes.int64):  # noqa: A002
@@ -308,24 +299,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
     (2, 4)
     """
     a, b = coerce2(a, b)
-    if a._data.dtype != b._data.dtype:
-        raise dtype_error("matmul", a.dtype, b.dtype, 1)
-    if a.ndim < 2 or b.ndim < 2:
-        raise InvalidArgumentError(
-            f"In[0] and In[1] ndims must be >= 2: got shapes {a.shape} and {b.shape}. For a "
-            f"vector use gpuad.tensordot(a, b, 1) or reshape it to a matrix.", "matmul")
-    k_a = a.shape[-2] if transpose_a else a.shape[-1]
-    k_b = b.shape[-1] if transpose_b else b.shape[-2]
-    if k_a != k_b:
-        ma = a.shape[-2:][::-1] if transpose_a else a.shape[-2:]
-        mb = b.shape[-2:][::-1] if transpose_b else b.shape[-2:]
-        raise InvalidArgumentError(
-            f"Matrix size-incompatible: In[0]: [{ma[0]},{ma[1]}], In[1]: [{mb[0]},{mb[1]}]; the "
-            f"inner dimensions must agree.", "matmul")
-    broadcast_shape("matmul", a.shape[:-2], b.shape[:-2])
-    if a._data.dtype.kind not in "fiu":
-        raise InvalidArgumentError(f"matmul does not support {a.dtype.name} tensors.", "matmul")
-    return run(T.MATMUL, (a, b), transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+    return bind(T.MATMUL, (a, b), transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
 
 
 def tensordot(a, b, axes):

@@ -11,7 +11,8 @@ from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor, Variable
 from . import array as A, math as M
-from .primitive import broadcast_shape, coerce2
+from .operands import coerce2
+from .shapes import broadcast_shape
 
 
 def _swap(fn):

@@ -1,18 +1,27 @@
-"""The table of primitives: each one's device kernel and its VJPs, side by side.
+"""The primitives, one row each: name, shape/dtype rule, kernel family, VJPs,
+the values the VJPs keep, and (element-wise rows) the scalar functor.
 
-This is the only place gradients are defined. A VJP is
-``vjp(g, out, *inputs, **attrs) -> gradient of that input`` and is written in
-gpuad ops only, never NumPy, so a backward pass is itself recorded by any
-outer tape (higher derivatives) and runs on whatever device the tensors live
-on. ``None`` in place of a VJP means "no gradient flows into this input".
-Everything not listed here (subtract's cousins, reduce_mean, softplus-based
-losses, stack, tile, ...) is composed from these rows in ``math.py``,
-``array.py`` and ``nn``.
+This is the only place gradients are defined. Every VJP has the signature
+``vjp(g, out, *inputs, **attrs)``: ``g`` is the gradient of the output,
+``out`` the output, then the inputs under the names used in the row's comment
+(``x``, ``x, y``, ``c, x, y``, ...); it returns that input's gradient, or None
+when no gradient flows into it. VJPs are written in gpuad ops only, never
+NumPy, so a backward pass is itself recorded by any outer tape (higher
+derivatives) and runs on whatever device the tensors live on. ``keeps`` names
+the values the VJPs read; the tape holds those and only the shapes of the
+rest. Everything not listed here (subtract's cousins, reduce_mean, losses,
+stack, tile, ...) is composed from these rows in ``math.py``, ``array.py``,
+``creation.py`` and ``nn``.
 
 Edge values follow TensorFlow (TF_REFERENCE.md §13): e.g. ``pow``'s gradient
 masks ``log(base)`` to 0 where base <= 0, ``maximum`` gives ties to its first
 argument, ``reduce_max`` splits ties evenly, and sqrt/rsqrt/reciprocal
 backward give 0 where the upstream gradient is 0.
+
+>>> from gpuad.ops.table import PRIMITIVES
+>>> p = PRIMITIVES["multiply"]
+>>> p.family, p.functor, p.keeps
+('binary', 'Mul', ('x', 'y'))
 """
 from __future__ import annotations
 
@@ -20,9 +29,11 @@ import math
 
 import numpy as np
 
-from .primitive import Primitive, run, run2, unbroadcast, _FLOAT, _NUMERIC
+from . import infer as I
+from .core import Primitive as P, bind, _OLD_OP
+from .shapes import unbroadcast
 
-P = Primitive
+_FLOAT, _NUMERIC, _BOOL = "f", "fiu", "b"
 
 
 def _ub(g, x):
@@ -33,95 +44,116 @@ def _mask(cond, like):
     return M.cast(cond, like.dtype)
 
 
-# -- element-wise, one input ----------------------------------------------------
-NEG = P("negative", "unary", "neg", (lambda g, y, x: M.negative(g),), _NUMERIC)
-ABS = P("abs", "unary", "abs", (lambda g, y, x: g * M.sign(x),), _NUMERIC)
-SIGN = P("sign", "unary", "sign", (lambda g, y, x: C.zeros_like(x),), _NUMERIC)
-SQUARE = P("square", "unary", "square", (lambda g, y, x: g * (x * 2),), _NUMERIC)
-SQRT = P("sqrt", "unary", "sqrt", (lambda g, y, x: SQRT_GRAD_FN(y, g),), _FLOAT)
-RSQRT = P("rsqrt", "unary", "rsqrt", (lambda g, y, x: RSQRT_GRAD_FN(y, g),), _FLOAT)
-RECIPROCAL = P("reciprocal", "unary", "reciprocal", (lambda g, y, x: RECIPROCAL_GRAD_FN(y, g),), _FLOAT)
-EXP = P("exp", "unary", "exp", (lambda g, y, x: g * y,), _FLOAT)
-LOG = P("log", "unary", "log", (lambda g, y, x: g / x,), _FLOAT)
-LOG1P = P("log1p", "unary", "log1p", (lambda g, y, x: g / (x + 1),), _FLOAT)
-EXPM1 = P("expm1", "unary", "expm1", (lambda g, y, x: g * M.exp(x),), _FLOAT)
-SIN = P("sin", "unary", "sin", (lambda g, y, x: g * M.cos(x),), _FLOAT)
-COS = P("cos", "unary", "cos", (lambda g, y, x: -(g * M.sin(x)),), _FLOAT)
-TAN = P("tan", "unary", "tan", (lambda g, y, x: g * (M.square(y) + 1),), _FLOAT)
-TANH = P("tanh", "unary", "tanh", (lambda g, y, x: TANH_GRAD_FN(y, g),), _FLOAT)
-SIGMOID = P("sigmoid", "unary", "sigmoid", (lambda g, y, x: SIGMOID_GRAD_FN(y, g),), _FLOAT)
-RELU = P("relu", "unary", "relu", (lambda g, y, x: RELU_GRAD_FN(x, g),), _NUMERIC)
-SOFTPLUS = P("softplus", "unary", "softplus", (lambda g, y, x: g * M.sigmoid(x),), _FLOAT)
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # a Python float: a cached constant buffer
-ERF = P("erf", "unary", "erf", (lambda g, y, x: g * _TWO_OVER_SQRT_PI * M.exp(-M.square(x)),), _FLOAT)
-FLOOR = P("floor", "unary", "floor", None, _FLOAT)
-ROUND = P("round", "unary", "round", None, _FLOAT)
-LOGICAL_NOT = P("logical_not", "unary", "logical_not", None, "b")
+def _unary(name, functor, vjp, keeps, kinds=_FLOAT):
+    """An element-wise row of one input ``x``."""
+    return P(name, I.unary(kinds), "unary", functor=functor, vjps=None if vjp is None else (vjp,),
+             keeps=keeps, kinds=kinds)
 
-# -- fused backward kernels (each differentiable again, for higher order) --------
-# relu_grad(x, g) = g where x > 0; it is piecewise constant in x.
-RELU_GRAD = P("relu_grad", "unary_grad", "relu",
-              (lambda gg, out, x, g: C.zeros_like(x), lambda gg, out, x, g: RELU_GRAD_FN(x, gg)), _NUMERIC)
-# sigmoid_grad(y, g) = g * y * (1 - y)
-SIGMOID_GRAD = P("sigmoid_grad", "unary_grad", "sigmoid",
-                 (lambda gg, out, y, g: gg * g * (1 - 2 * y),
-                  lambda gg, out, y, g: SIGMOID_GRAD_FN(y, gg)), _FLOAT)
-# tanh_grad(y, g) = g * (1 - y^2)
-TANH_GRAD = P("tanh_grad", "unary_grad", "tanh",
-              (lambda gg, out, y, g: gg * g * y * -2, lambda gg, out, y, g: TANH_GRAD_FN(y, gg)), _FLOAT)
-# sqrt_grad(y, g) = g / (2 y), and 0 where g == 0
-SQRT_GRAD = P("sqrt_grad", "unary_grad", "sqrt",
-              (lambda gg, out, y, g: -(gg * out) / y, lambda gg, out, y, g: SQRT_GRAD_FN(y, gg)), _FLOAT)
-# rsqrt_grad(y, g) = -g y^3 / 2, and 0 where g == 0
-RSQRT_GRAD = P("rsqrt_grad", "unary_grad", "rsqrt",
-               (lambda gg, out, y, g: gg * g * M.square(y) * -1.5,
-                lambda gg, out, y, g: RSQRT_GRAD_FN(y, gg)), _FLOAT)
-# reciprocal_grad(y, g) = -g y^2, and 0 where g == 0
-RECIPROCAL_GRAD = P("reciprocal_grad", "unary_grad", "reciprocal",
-                    (lambda gg, out, y, g: gg * g * y * -2,
-                     lambda gg, out, y, g: RECIPROCAL_GRAD_FN(y, gg)), _FLOAT)
 
-# -- element-wise, two inputs (NumPy broadcasting) --------------------------------
-ADD = P("add", "binary", "add", (lambda g, z, x, y: _ub(g, x), lambda g, z, x, y: _ub(g, y)), _NUMERIC)
-SUB = P("subtract", "binary", "sub",
-        (lambda g, z, x, y: _ub(g, x), lambda g, z, x, y: _ub(M.negative(g), y)), _NUMERIC)
-MUL = P("multiply", "binary", "mul",
-        (lambda g, z, x, y: _ub(g * y, x), lambda g, z, x, y: _ub(g * x, y)), _NUMERIC)
-DIV = P("divide", "binary", "div",
-        (lambda g, z, x, y: _ub(g / y, x), lambda g, z, x, y: _ub(g * (-x / y / y), y)), _FLOAT)
-FLOORDIV = P("floordiv", "binary", "floordiv", None, _NUMERIC)
-FLOORMOD = P("floormod", "binary", "floormod",
-             (lambda g, z, x, y: _ub(g, x),
-              lambda g, z, x, y: _ub(-(g * M.floor(x / y)), y)), _NUMERIC)
+# -- element-wise, one input x --------------------------------------------------------------
+NEGATIVE = _unary("negative", "Neg", lambda g, out, x: M.negative(g), (), _NUMERIC)
+ABS = _unary("abs", "Abs", lambda g, out, x: g * M.sign(x), ("x",), _NUMERIC)
+SIGN = _unary("sign", "Sign", lambda g, out, x: C.zeros_like(x), (), _NUMERIC)
+SQUARE = _unary("square", "Square", lambda g, out, x: g * (x * 2), ("x",), _NUMERIC)
+SQRT = _unary("sqrt", "Sqrt", lambda g, out, x: bind(SQRT_GRAD, (out, g)), ("out",))
+RSQRT = _unary("rsqrt", "Rsqrt", lambda g, out, x: bind(RSQRT_GRAD, (out, g)), ("out",))
+RECIPROCAL = _unary("reciprocal", "Reciprocal", lambda g, out, x: bind(RECIPROCAL_GRAD, (out, g)),
+                    ("out",))
+EXP = _unary("exp", "Exp", lambda g, out, x: g * out, ("out",))
+LOG = _unary("log", "Log", lambda g, out, x: g / x, ("x",))
+LOG1P = _unary("log1p", "Log1p", lambda g, out, x: g / (x + 1), ("x",))
+EXPM1 = _unary("expm1", "Expm1", lambda g, out, x: g * M.exp(x), ("x",))
+SIN = _unary("sin", "Sin", lambda g, out, x: g * M.cos(x), ("x",))
+COS = _unary("cos", "Cos", lambda g, out, x: -(g * M.sin(x)), ("x",))
+TAN = _unary("tan", "Tan", lambda g, out, x: g * (M.square(out) + 1), ("out",))
+TANH = _unary("tanh", "Tanh", lambda g, out, x: bind(TANH_GRAD, (out, g)), ("out",))
+SIGMOID = _unary("sigmoid", "Sigmoid", lambda g, out, x: bind(SIGMOID_GRAD, (out, g)), ("out",))
+RELU = _unary("relu", "Relu", lambda g, out, x: bind(RELU_GRAD, (x, g)), ("x",), _NUMERIC)
+SOFTPLUS = _unary("softplus", "Softplus", lambda g, out, x: g * M.sigmoid(x), ("x",))
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # a Python float: a cached constant
+ERF = _unary("erf", "Erf", lambda g, out, x: g * _TWO_OVER_SQRT_PI * M.exp(-M.square(x)), ("x",))
+FLOOR = _unary("floor", "Floor", None, ())
+ROUND = _unary("round", "Round", None, ())
+LOGICAL_NOT = _unary("logical_not", "LogicalNot", None, (), _BOOL)
+
+
+# -- fused backward kernels: (forward value, upstream gradient dy) -> gradient ----------------
+# Each is differentiable again (higher order).
+def _grad_row(name, functor, vjp_a, vjp_dy, keeps, kinds=_FLOAT):
+    return P(name, I.binary(kinds), "unary_grad", functor=functor, vjps=(vjp_a, vjp_dy),
+             keeps=keeps, kinds=kinds)
+
+
+# relu_grad(x, dy) = dy where x > 0; piecewise constant in x
+RELU_GRAD = _grad_row("relu_grad", "ReluGrad", lambda g, out, x, dy: C.zeros_like(x),
+                      lambda g, out, x, dy: bind(RELU_GRAD, (x, g)), ("x",), _NUMERIC)
+# sigmoid_grad(y, dy) = dy * y * (1 - y)
+SIGMOID_GRAD = _grad_row("sigmoid_grad", "SigmoidGrad", lambda g, out, y, dy: g * dy * (1 - 2 * y),
+                         lambda g, out, y, dy: bind(SIGMOID_GRAD, (y, g)), ("y", "dy"))
+# tanh_grad(y, dy) = dy * (1 - y^2)
+TANH_GRAD = _grad_row("tanh_grad", "TanhGrad", lambda g, out, y, dy: g * dy * y * -2,
+                      lambda g, out, y, dy: bind(TANH_GRAD, (y, g)), ("y", "dy"))
+# sqrt_grad(y, dy) = dy / (2 y), and 0 where dy == 0
+SQRT_GRAD = _grad_row("sqrt_grad", "SqrtGrad", lambda g, out, y, dy: -(g * out) / y,
+                      lambda g, out, y, dy: bind(SQRT_GRAD, (y, g)), ("out", "y"))
+# rsqrt_grad(y, dy) = -dy y^3 / 2, and 0 where dy == 0
+RSQRT_GRAD = _grad_row("rsqrt_grad", "RsqrtGrad", lambda g, out, y, dy: g * dy * M.square(y) * -1.5,
+                       lambda g, out, y, dy: bind(RSQRT_GRAD, (y, g)), ("y", "dy"))
+# reciprocal_grad(y, dy) = -dy y^2, and 0 where dy == 0
+RECIPROCAL_GRAD = _grad_row("reciprocal_grad", "ReciprocalGrad",
+                            lambda g, out, y, dy: g * dy * y * -2,
+                            lambda g, out, y, dy: bind(RECIPROCAL_GRAD, (y, g)), ("y", "dy"))
+
+
+# -- element-wise, two inputs x, y (NumPy broadcasting) ------------------------------------------
+def _binary(name, functor, vjps, keeps, kinds=_NUMERIC, to_bool=False):
+    return P(name, I.binary(kinds, to_bool), "binary", functor=functor, vjps=vjps, keeps=keeps,
+             kinds=kinds)
+
+
+ADD = _binary("add", "Add", (lambda g, out, x, y: _ub(g, x), lambda g, out, x, y: _ub(g, y)), ())
+SUBTRACT = _binary("subtract", "Sub", (lambda g, out, x, y: _ub(g, x),
+                                       lambda g, out, x, y: _ub(M.negative(g), y)), ())
+MULTIPLY = _binary("multiply", "Mul", (lambda g, out, x, y: _ub(g * y, x),
+                                       lambda g, out, x, y: _ub(g * x, y)), ("x", "y"))
+DIVIDE = _binary("divide", "Div", (lambda g, out, x, y: _ub(g / y, x),
+                                   lambda g, out, x, y: _ub(g * (-x / y / y), y)), ("x", "y"),
+                 _FLOAT)
+FLOORDIV = _binary("floordiv", "FloorDiv", None, ())
+FLOORMOD = _binary("floormod", "FloorMod", (lambda g, out, x, y: _ub(g, x),
+                                            lambda g, out, x, y: _ub(-(g * M.floor(x / y)), y)),
+                   ("x", "y"))
 # d(x^y)/dx = y x^(y-1); d(x^y)/dy = x^y log(x), with log(x) taken as 0 where x <= 0
-POW = P("pow", "binary", "pow",
-        (lambda g, z, x, y: _ub(g * y * M.pow(x, y - 1), x),
-         lambda g, z, x, y: _ub(g * z * M.where(x > 0, M.log(M.where(x > 0, x, 1)), 0), y)), _NUMERIC)
+POW = _binary("pow", "Pow",
+              (lambda g, out, x, y: _ub(g * y * M.pow(x, y - 1), x),
+               lambda g, out, x, y: _ub(g * out * M.where(x > 0, M.log(M.where(x > 0, x, 1)), 0), y)),
+              ("out", "x", "y"))
 # ties: the whole gradient goes to the first argument
-MAXIMUM = P("maximum", "binary", "maximum",
-            (lambda g, z, x, y: _ub(g * _mask(x >= y, g), x),
-             lambda g, z, x, y: _ub(g * _mask(x < y, g), y)), _NUMERIC)
-MINIMUM = P("minimum", "binary", "minimum",
-            (lambda g, z, x, y: _ub(g * _mask(x <= y, g), x),
-             lambda g, z, x, y: _ub(g * _mask(x > y, g), y)), _NUMERIC)
-EQUAL = P("equal", "binary", "eq")
-NOT_EQUAL = P("not_equal", "binary", "ne")
-LESS = P("less", "binary", "lt", kinds=_NUMERIC)
-LESS_EQUAL = P("less_equal", "binary", "le", kinds=_NUMERIC)
-GREATER = P("greater", "binary", "gt", kinds=_NUMERIC)
-GREATER_EQUAL = P("greater_equal", "binary", "ge", kinds=_NUMERIC)
-LOGICAL_AND = P("logical_and", "binary", "logical_and", kinds="b")
-LOGICAL_OR = P("logical_or", "binary", "logical_or", kinds="b")
+MAXIMUM = _binary("maximum", "Maximum", (lambda g, out, x, y: _ub(g * _mask(x >= y, g), x),
+                                         lambda g, out, x, y: _ub(g * _mask(x < y, g), y)),
+                  ("x", "y"))
+MINIMUM = _binary("minimum", "Minimum", (lambda g, out, x, y: _ub(g * _mask(x <= y, g), x),
+                                         lambda g, out, x, y: _ub(g * _mask(x > y, g), y)),
+                  ("x", "y"))
+EQUAL = _binary("equal", "Eq", None, (), "fiub", True)
+NOT_EQUAL = _binary("not_equal", "Ne", None, (), "fiub", True)
+LESS = _binary("less", "Lt", None, (), _NUMERIC, True)
+LESS_EQUAL = _binary("less_equal", "Le", None, (), _NUMERIC, True)
+GREATER = _binary("greater", "Gt", None, (), _NUMERIC, True)
+GREATER_EQUAL = _binary("greater_equal", "Ge", None, (), _NUMERIC, True)
+LOGICAL_AND = _binary("logical_and", "LogicalAnd", None, (), _BOOL, True)
+LOGICAL_OR = _binary("logical_or", "LogicalOr", None, (), _BOOL, True)
 
 # where(c, x, y): the unselected branch gets an exact 0 (so 0 * inf there is NaN, as in TF)
-WHERE = P("where", "where", "where",
-          (None,
-           lambda g, z, c, x, y: _ub(M.where(c, g, 0), x),
-           lambda g, z, c, x, y: _ub(M.where(c, 0, g), y)))
-CAST = P("cast", "cast", "cast", (lambda g, y, x, dtype: M.cast(g, x.dtype),))
+WHERE = P("where", I.where, "where", functor="Select", keeps=("c",),
+          vjps=(None, lambda g, out, c, x, y: _ub(M.where(c, g, 0), x),
+                lambda g, out, c, x, y: _ub(M.where(c, 0, g), y)))
+# cast(x; dtype)
+CAST = P("cast", I.cast, "cast", functor="CastTo", keeps=(),
+         vjps=(lambda g, out, x, dtype: M.cast(g, x.dtype),))
 
 
-# -- reductions --------------------------------------------------------------------
+# -- reductions: x over sorted axes ----------------------------------------------------------------
 def _kept(x, axes):
     """x's shape with the reduced axes kept as size 1."""
     return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
@@ -132,13 +164,13 @@ def _spread(g, x, axes):
     return A.broadcast_to(A.reshape(g, _kept(x, axes)), x.shape)
 
 
-def _max_vjp(g, y, x, axes, keepdims):
+def _max_vjp(g, out, x, axes, keepdims):
     # ties share the gradient evenly
-    hit = _mask(M.equal(x, A.reshape(y, _kept(x, axes))), x)
+    hit = _mask(M.equal(x, A.reshape(out, _kept(x, axes))), x)
     return _spread(g, x, axes) * hit / M.reduce_sum(hit, axes, keepdims=True)
 
 
-def _prod_vjp(g, y, x, axes, keepdims):
+def _prod_vjp(g, out, x, axes, keepdims):
     # d prod / d x_i = prod of the others; exact where x has zeros (no 0/0)
     is_zero = M.equal(x, 0)
     nonzero = M.where(is_zero, 1, x)
@@ -149,19 +181,24 @@ def _prod_vjp(g, y, x, axes, keepdims):
     return _spread(g, x, axes) * others
 
 
-REDUCE_SUM = P("reduce_sum", "reduce", "sum", (lambda g, y, x, axes, keepdims: _spread(g, x, axes),), _NUMERIC)
-REDUCE_MAX = P("reduce_max", "reduce", "max", (_max_vjp,), _NUMERIC)
-REDUCE_MIN = P("reduce_min", "reduce", "min", (_max_vjp,), _NUMERIC)
-REDUCE_PROD = P("reduce_prod", "reduce", "prod", (_prod_vjp,), _NUMERIC)
-REDUCE_LOGSUMEXP = P("reduce_logsumexp", "reduce", "logsumexp",
-                     (lambda g, y, x, axes, keepdims:
-                      _spread(g, x, axes) * M.exp(x - A.reshape(y, _kept(x, axes))),), _FLOAT)
-ARGMAX = P("argmax", "arg_reduce", "argmax", None, _NUMERIC)
-ARGMIN = P("argmin", "arg_reduce", "argmin", None, _NUMERIC)
+def _reduce(name, vjp, keeps, kinds=_NUMERIC):
+    return P(name, I.reduce(kinds), "reduce", vjps=(vjp,), keeps=keeps, kinds=kinds)
 
 
-# -- linear algebra -------------------------------------------------------------------
-def _matmul_vjp_a(g, z, a, b, transpose_a, transpose_b):
+REDUCE_SUM = _reduce("reduce_sum", lambda g, out, x, axes, keepdims: _spread(g, x, axes), ())
+REDUCE_MAX = _reduce("reduce_max", _max_vjp, ("out", "x"))
+REDUCE_MIN = _reduce("reduce_min", _max_vjp, ("out", "x"))
+REDUCE_PROD = _reduce("reduce_prod", _prod_vjp, ("x",))
+REDUCE_LOGSUMEXP = _reduce("reduce_logsumexp", lambda g, out, x, axes, keepdims:
+                           _spread(g, x, axes) * M.exp(x - A.reshape(out, _kept(x, axes))),
+                           ("out", "x"), _FLOAT)
+# argmax(x; axis), argmin(x; axis): int64, no gradient
+ARGMAX = P("argmax", I.arg_reduce(), "arg_reduce")
+ARGMIN = P("argmin", I.arg_reduce(), "arg_reduce")
+
+
+# -- linear algebra: matmul(a, b; transpose_a, transpose_b) -------------------------------------------
+def _matmul_vjp_a(g, out, a, b, transpose_a, transpose_b):
     if transpose_a:
         ga = M.matmul(b, g, transpose_a=transpose_b, transpose_b=True)
     else:
@@ -169,7 +206,7 @@ def _matmul_vjp_a(g, z, a, b, transpose_a, transpose_b):
     return _ub(ga, a)
 
 
-def _matmul_vjp_b(g, z, a, b, transpose_a, transpose_b):
+def _matmul_vjp_b(g, out, a, b, transpose_a, transpose_b):
     if transpose_b:
         gb = M.matmul(g, a, transpose_a=True, transpose_b=transpose_a)
     else:
@@ -177,73 +214,85 @@ def _matmul_vjp_b(g, z, a, b, transpose_a, transpose_b):
     return _ub(gb, b)
 
 
-MATMUL = P("matmul", "matmul", "matmul", (_matmul_vjp_a, _matmul_vjp_b), _NUMERIC)
+MATMUL = P("matmul", I.matmul, "matmul", vjps=(_matmul_vjp_a, _matmul_vjp_b), keeps=("a", "b"))
 
-# -- layout ----------------------------------------------------------------------------
-RESHAPE = P("reshape", "layout", "reshape", (lambda g, y, x, shape: A.reshape(g, x.shape),))
-TRANSPOSE = P("transpose", "layout", "transpose",
-              (lambda g, y, x, perm: A.transpose(g, tuple(np.argsort(perm).tolist())),))
-BROADCAST_TO = P("broadcast_to", "layout", "broadcast_to", (lambda g, y, x, shape: _ub(g, x),))
-STRIDED_SLICE = P("strided_slice", "layout", "strided_slice",
-                  (lambda g, y, x, key: A.strided_slice_grad(g, x.shape, key),))
-STRIDED_SLICE_GRAD = P("strided_slice_grad", "layout", "strided_slice_grad",
-                       (lambda gg, y, g, shape, key: A.strided_slice(gg, key),))
+
+# -- layout: the output may be a view of x ----------------------------------------------------------
+def _layout(name, rule, vjp):
+    return P(name, rule, "layout", vjps=(vjp,), keeps=(), aliases=True)
+
+
+RESHAPE = _layout("reshape", I.reshape, lambda g, out, x, shape: A.reshape(g, x.shape))
+TRANSPOSE = _layout("transpose", I.transpose, lambda g, out, x, perm:
+                    A.transpose(g, tuple(np.argsort(perm).tolist())))
+BROADCAST_TO = _layout("broadcast_to", I.broadcast_to, lambda g, out, x, shape: _ub(g, x))
+STRIDED_SLICE = _layout("strided_slice", I.strided_slice,
+                        lambda g, out, x, key: A.strided_slice_grad(g, x.shape, key))
+# strided_slice_grad(dy; shape, key): zeros of shape with dy written at key
+STRIDED_SLICE_GRAD = P("strided_slice_grad", I.strided_slice_grad, "layout", keeps=(),
+                       vjps=(lambda g, out, dy, shape, key: A.strided_slice(g, key),))
 
 
 def _concat_vjp(i):
-    def vjp(g, y, *xs, axis):
+    """concat(*xs; axis) takes any number of inputs: input i's gradient is its slice of g."""
+    def concat_vjp(g, out, *xs, axis):
         start = sum(x.shape[axis] for x in xs[:i])
         key = (slice(None),) * axis + (slice(start, start + xs[i].shape[axis], 1),)
         return A.strided_slice(g, A.canonical_key(g.shape, key))
-    return vjp
+    return concat_vjp
 
 
-class _ConcatVJPs:
-    """concat takes any number of inputs: the VJP of input i slices g."""
+CONCAT = P("concat", I.concat, "concat", vjps=_concat_vjp, keeps=())
+# gather(x, indices; axis) and its transpose scatter_add(updates, indices; axis, shape)
+GATHER = P("gather", I.gather, "gather", keeps=("indices",),
+           vjps=(lambda g, out, x, indices, axis: A.scatter_add(g, indices, x.shape, axis), None))
+SCATTER_ADD = P("scatter_add", I.scatter_add, "gather", keeps=("indices",),
+                vjps=(lambda g, out, updates, indices, axis, shape: A.gather(g, indices, axis=axis),
+                      None))
+# one_hot(indices; depth, on_value, off_value, dtype)
+ONE_HOT = P("one_hot", I.one_hot, "one_hot")
 
-    def __getitem__(self, i):
-        return _concat_vjp(i)
 
-
-CONCAT = P("concat", "concat", "concat", _ConcatVJPs())
-GATHER = P("gather", "gather", "gather",
-           (lambda g, y, x, idx, axis: A.scatter_add(g, idx, x.shape, axis), None))
-SCATTER_ADD = P("scatter_add", "gather", "scatter_add",
-                (lambda gg, y, upd, idx, axis, shape: A.gather(gg, idx, axis=axis), None))
-ONE_HOT = P("one_hot", "one_hot", "one_hot")
-
-# -- nn ----------------------------------------------------------------------------------
-SOFTMAX = P("softmax", "softmax", "softmax",
-            (lambda g, y, x, axis: y * (g - M.reduce_sum(g * y, axis, keepdims=True)),), _FLOAT)
-LOG_SOFTMAX = P("log_softmax", "softmax", "log_softmax",
-                (lambda g, y, x, axis: g - M.exp(y) * M.reduce_sum(g, axis, keepdims=True),), _FLOAT)
+# -- nn: softmax(x; axis), log_softmax(x; axis), softmax_cross_entropy(labels, logits; axis) ----------
+SOFTMAX = P("softmax", I.softmax(), "softmax", keeps=("out",),
+            vjps=(lambda g, out, x, axis: out * (g - M.reduce_sum(g * out, axis, keepdims=True)),))
+LOG_SOFTMAX = P("log_softmax", I.softmax(), "softmax", keeps=("out",),
+                vjps=(lambda g, out, x, axis:
+                      g - M.exp(out) * M.reduce_sum(g, axis, keepdims=True),))
 # loss = -sum(labels * log_softmax(logits)) over axis
-SOFTMAX_XENT = P("softmax_cross_entropy", "softmax_xent", "softmax_xent",
-                 (lambda g, y, labels, logits, axis:
-                  -(A.expand_dims(g, axis) * run(LOG_SOFTMAX, (logits,), axis=axis)),
-                  lambda g, y, labels, logits, axis:
-                  A.expand_dims(g, axis) * (run(SOFTMAX, (logits,), axis=axis) - labels)), _FLOAT)
+SOFTMAX_CROSS_ENTROPY = P(
+    "softmax_cross_entropy", I.softmax_cross_entropy, "softmax_xent", keeps=("labels", "logits"),
+    vjps=(lambda g, out, labels, logits, axis:
+          -(A.expand_dims(g, axis) * bind(LOG_SOFTMAX, (logits,), axis=axis)),
+          lambda g, out, labels, logits, axis:
+          A.expand_dims(g, axis) * (bind(SOFTMAX, (logits,), axis=axis) - labels)))
 
-# -- creation (no inputs: never recorded) -------------------------------------------------
-FILL = P("fill", "fill", "fill")
-RANDOM_UNIFORM = P("random_uniform", "random", "uniform")
-RANDOM_NORMAL = P("random_normal", "random", "normal")
 
-# -- reading a Variable: no kernel, the value passes through; gradient is identity
-READ_VARIABLE = P("read_variable", None, None, (lambda g, out, v: g,))
+# -- creation: no inputs, never recorded; ``device`` names where the result lives -----------------------
+# fill(; shape, value, dtype, device)
+FILL = P("fill", I.fill, "fill", functor="Constant")
+# constant(; value, device): a host array copied to the device
+CONSTANT = P("constant", I.constant, kernel=lambda dev, value: dev.from_host(value))
 
-PRIMITIVES = {p.name: p for p in list(globals().values()) if isinstance(p, Primitive)}
+
+def _draw(name):
+    """random_uniform / random_normal(; shape, dtype, stream, device). The Philox
+    key and counter are claimed from ``stream`` when the call runs, not when it
+    is bound or traced, so every run (and every replay of a trace) draws new
+    numbers, in the order the calls run."""
+    def kernel(dev, shape, dtype, stream):
+        key, offset = stream.claim(name, math.prod(shape), dtype)
+        return dev.random(_OLD_OP.get(name, name), tuple(shape), dtype, key, offset)
+    return P(name, I.random(), kernel=kernel, effect="random")
+
+
+RANDOM_UNIFORM = _draw("random_uniform")
+RANDOM_NORMAL = _draw("random_normal")
+
+
+# -- copies and state (rows in ops/state.py) ----------------------------------------------------------------
+from .state import COPY, READ_VARIABLE, ASSIGN, ASSIGN_ADD, ASSIGN_SUB, APPLY_UPDATE  # noqa: E402,F401
+
+PRIMITIVES = {p.name: p for p in list(globals().values()) if isinstance(p, P)}
 
 from . import math as M, array as A, creation as C  # noqa: E402  (VJPs call them at run time)
-
-
-def _run_grad(prim):
-    return lambda a, g: run2(prim, a, g)
-
-
-RELU_GRAD_FN = _run_grad(RELU_GRAD)
-SIGMOID_GRAD_FN = _run_grad(SIGMOID_GRAD)
-TANH_GRAD_FN = _run_grad(TANH_GRAD)
-SQRT_GRAD_FN = _run_grad(SQRT_GRAD)
-RSQRT_GRAD_FN = _run_grad(RSQRT_GRAD)
-RECIPROCAL_GRAD_FN = _run_grad(RECIPROCAL_GRAD)

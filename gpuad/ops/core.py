@@ -1,0 +1,209 @@
+"""The core of the ops: what a primitive is, and ``bind``, the one way to run one.
+
+Every op a user calls ends in ``bind(prim, inputs, **attrs)``. ``bind`` asks
+the primitive's rule (``prim.infer``) for the output's shape and dtype, which
+raises the op's error before anything runs, then hands the call to the
+innermost *interpreter* of this thread. With none pushed, the eager
+interpreter runs: it calls the device kernel and, where a tape watches an
+input, records a node. A tracer (``gpuad.function``) is an interpreter too: it
+records the call into a graph instead of running it.
+
+>>> import gpuad as ad
+>>> from gpuad.ops import table as T
+>>> from gpuad.ops.core import bind
+>>> x = ad.constant([1.0, 2.0])
+>>> bind(T.MULTIPLY, (x, x)).numpy()
+array([1., 4.], dtype=float32)
+>>> T.MULTIPLY.infer(x, ad.constant([[1.0], [2.0]]))
+((2, 2), dtype('float32'))
+
+Nothing above ``gpuad/ops`` calls a device kernel: constants, fills, random
+numbers, copies, variable reads and writes and optimizer updates are
+primitives too (``tests/test_bind.py`` checks that no kernel runs outside
+``bind``).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+
+from ..tape import _state as _tape_state, record
+from ..tensor import Abstract, Tensor  # noqa: F401  (Abstract: part of this module's API)
+
+__all__ = ["Primitive", "Abstract", "bind", "interpreting"]
+
+
+class Primitive:
+    """One operation, declared once (a row of ``gpuad/ops/table.py``).
+
+    - ``name``: the one name of the primitive; the device kernel has the same
+      name inside its ``family`` (``gpuad.devices.KERNEL_SET``).
+    - ``infer(*inputs, **attrs) -> (shape, numpy dtype)``: the shape/dtype rule.
+      It reads only ``x.shape``-like facts (``x._data.shape``, ``x._data.dtype``,
+      ``x._device``), so it works on :class:`Abstract` values too, and it
+      raises the op's error for bad input before anything runs.
+    - ``family``: the kernel family on the device, or ``kernel``: a function
+      ``kernel(device, *buffers, **attrs)`` for rows without a family kernel
+      (constants, random numbers).
+    - ``vjps``: one VJP per input, or a function ``i -> vjp`` for rows with
+      any number of inputs; ``None`` means not differentiable (never
+      recorded). Every VJP is ``vjp(g, out, *inputs, **attrs)`` with ``g`` the
+      gradient of the output, ``out`` the output and the inputs under the
+      row's names; it returns that input's gradient (or None), written in
+      gpuad ops so that it is differentiable again.
+    - ``keeps``: the names (among ``out`` and the inputs) whose values the
+      VJPs read. The tape keeps those and replaces the rest with an
+      :class:`Abstract` (shape, dtype, device), so an ``add``'s inputs are
+      freed as soon as the caller drops them.
+    - ``functor``: for element-wise rows, the scalar functor in
+      ``kernels/elementwise.cuh`` that computes one element (what generated,
+      fused kernels call).
+    - ``aliases``: the output may be a view of input 0 (layout rows): it
+      inherits the input's lease on a Variable's buffer (see ``Variable``).
+    - ``effect``: None for pure rows; ``"random"``, ``"read"`` or ``"write"``
+      for rows whose result depends on or changes state (a tracer keeps them
+      in order and never merges or drops them).
+    - ``eager``: for effectful rows, the function that performs the call
+      eagerly, ``eager(*inputs, **attrs)``, instead of kernel + record.
+    """
+
+    __slots__ = ("name", "infer", "family", "impl", "vjps", "vjp_of", "keeps", "keep_out",
+                 "keep_inputs", "functor", "aliases", "effect", "eager", "kernels", "kinds")
+
+    def __init__(self, name, infer, family=None, *, kernel=None, vjps=None, keeps=(),
+                 functor=None, aliases=False, effect=None, eager=None, kinds=None):
+        self.name = name
+        if getattr(infer, "op", 0) is None:  # a rule made for this row names its op
+            infer.op = name
+        self.infer = infer
+        self.family = family
+        self.impl = kernel
+        self.functor = functor
+        self.aliases = aliases
+        self.effect = effect
+        self.eager = eager
+        self.kinds = kinds
+        self.kernels = {}
+        self.vjps = vjps
+        if vjps is None:
+            self.vjp_of = None
+        elif callable(vjps):
+            self.vjp_of = vjps
+        else:
+            self.vjp_of = vjps.__getitem__
+            for fn in vjps:
+                _name_vjp(fn, name)
+        self.keeps = tuple(keeps)
+        names = _input_names(vjps)
+        unknown = [k for k in self.keeps if k != "out" and names is not None and k not in names]
+        if unknown:
+            raise ValueError(f"primitive {name}: keeps {unknown} are not among its inputs {names}")
+        self.keep_out = "out" in self.keeps
+        # which inputs the tape keeps: None = all (rows with any number of inputs)
+        self.keep_inputs = None if names is None else tuple(n in self.keeps for n in names)
+
+    def kernel(self, dev):
+        """This primitive's kernel on device ``dev``, resolved once and cached."""
+        k = self.kernels.get(dev)
+        if k is None:
+            if self.impl is not None:
+                impl = self.impl
+                k = lambda *buffers, **attrs: impl(dev, *buffers, **attrs)  # noqa: E731
+            else:
+                k = dev.kernel(self.family, _OLD_OP.get(self.name, self.name))
+            self.kernels[dev] = k
+        return k
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+# TEMPORARY until the devices branch renames the protocol's ops to the primitive names.
+_OLD_OP = {"negative": "neg", "subtract": "sub", "multiply": "mul", "divide": "div", "equal": "eq",
+           "not_equal": "ne", "less": "lt", "less_equal": "le", "greater": "gt",
+           "greater_equal": "ge", "relu_grad": "relu", "sigmoid_grad": "sigmoid",
+           "tanh_grad": "tanh", "sqrt_grad": "sqrt", "rsqrt_grad": "rsqrt",
+           "reciprocal_grad": "reciprocal", "reduce_sum": "sum", "reduce_max": "max",
+           "reduce_min": "min", "reduce_prod": "prod", "reduce_logsumexp": "logsumexp",
+           "softmax_cross_entropy": "softmax_xent", "random_uniform": "uniform",
+           "random_normal": "normal"}
+
+
+def _input_names(vjps):
+    """The row's input names, from its first VJP's signature (after g and out)."""
+    if vjps is None or callable(vjps):
+        return None
+    for fn in vjps:
+        if fn is not None:
+            params = list(inspect.signature(fn).parameters.values())
+            return tuple(p.name for p in params[2:] if p.kind is p.POSITIONAL_OR_KEYWORD)
+    return None
+
+
+def _name_vjp(fn, name):
+    """Give a row's lambda a readable name, so a traceback says ``multiply_vjp``."""
+    if fn is not None and fn.__name__ == "<lambda>":
+        fn.__name__ = fn.__qualname__ = f"{name}_vjp"
+        fn.__code__ = fn.__code__.replace(co_name=f"{name}_vjp", co_qualname=f"{name}_vjp")
+
+
+# -- interpreters ----------------------------------------------------------------
+
+class _Interpreters(threading.local):
+    def __init__(self):
+        self.stack: list = []   # pushed interpreters, innermost last
+        self.top = None         # stack[-1], or None: run eagerly
+
+
+_interpreters = _Interpreters()
+
+
+@contextlib.contextmanager
+def interpreting(interpreter):
+    """Send every ``bind`` of this thread to ``interpreter.apply(prim, inputs,
+    attrs, aval)`` inside the block (``aval`` is the rule's ``(shape, dtype)``).
+    An interpreter may call :func:`eager` to run a call as usual."""
+    state = _interpreters
+    state.stack.append(interpreter)
+    state.top = interpreter
+    try:
+        yield interpreter
+    finally:
+        state.stack.pop()
+        state.top = state.stack[-1] if state.stack else None
+
+
+def bind(prim, inputs, **attrs):
+    """Apply primitive ``prim`` to a tuple of Tensors with static ``attrs``:
+    check with the row's rule, then run (or trace) it."""
+    aval = prim.infer(*inputs, **attrs)
+    interpreter = _interpreters.top
+    if interpreter is not None:
+        return interpreter.apply(prim, inputs, attrs, aval)
+    return eager(prim, inputs, attrs)
+
+
+def eager(prim, inputs, attrs):
+    """Run ``prim`` now: its device kernel (or its ``eager`` function, for
+    effectful rows), recording on every tape that watches an input."""
+    if prim.eager is not None:
+        return prim.eager(*inputs, **attrs)
+    n = len(inputs)
+    if n:
+        dev = inputs[0]._device
+    else:
+        dev = attrs.pop("device")
+    k = prim.kernels.get(dev) or prim.kernel(dev)
+    if n == 1:
+        x = inputs[0]
+        out = Tensor(k(x._data, **attrs) if attrs else k(x._data), dev)
+        if prim.aliases:
+            out._lease = x._lease
+    elif n == 2:
+        out = Tensor(k(inputs[0]._data, inputs[1]._data, **attrs), dev)
+    else:
+        out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
+    if _tape_state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
+        record(prim, inputs, out, attrs or None)
+    return out

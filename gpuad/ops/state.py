@@ -1,0 +1,161 @@
+"""Primitives that move data between devices or read and write Variables:
+``copy``, ``read_variable``, ``assign``, ``assign_add``, ``assign_sub`` and
+``apply_update`` (a fused optimizer step over many variables).
+
+The writes are all or nothing. Everything that can fail -- the shape rule,
+kernels that compute new buffers, copies -- runs before the first change to a
+variable; the change itself is the swap of buffer references (and, for an
+optimizer step, a fused kernel that writes in place into buffers no Tensor
+sees), done while holding every affected variable's lock, with Ctrl-C held
+back until it is over.
+
+>>> import gpuad as ad
+>>> v = ad.Variable([1.0, 2.0])
+>>> _ = v.assign_add([1.0, 1.0])
+>>> v.read_value().numpy()
+array([2., 3.], dtype=float32)
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+from .. import devices as _devices
+from ..tensor import Tensor, locked
+from . import infer as I
+from .core import Primitive as P
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold back Ctrl-C (SIGINT) inside the block, and raise it after: a
+    commit is never cut in half. Only the main thread receives signals, so
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+# -- copy(x; device): a tensor on another device, through the host ------------------------------
+def _copy(x, device):
+    dev = _devices.get(device)
+    return Tensor(dev.from_host(x._device.to_host(x._data)), dev)
+
+
+COPY = P("copy", I.copy, eager=_copy)
+
+
+# -- read_variable(; variable): the current value, recorded on the tapes that watch it ------------
+def _read(variable):
+    from ..tape import read_variable
+    return read_variable(variable, READ_VARIABLE)
+
+
+READ_VARIABLE = P("read_variable", I.read_variable, vjps=(lambda g, out, variable: g,),
+                  effect="read", eager=_read)
+
+
+# -- assign(*values; variables), assign_add(delta; variable), assign_sub(delta; variable) ------------
+def _assign(*values, variables):
+    """Each value becomes its variable's value, all at once (``gpuad.load``
+    assigns a whole checkpoint with one call)."""
+    with deferred_interrupts(), locked(variables):
+        for variable, value in zip(variables, values):
+            variable._adopt(value)
+
+
+def _update(row_name):
+    def update(delta, variable):
+        kernel = getattr(T, row_name).kernel(variable._device)
+        with deferred_interrupts(), variable._lock:
+            # a new buffer, computed before anything changes; the variable made it
+            variable._own(kernel(variable._data, delta._data))
+    return update
+
+
+ASSIGN = P("assign", I.assign, effect="write", eager=_assign)
+ASSIGN_ADD = P("assign_add", I.same_as_variable("assign_add"), effect="write",
+               eager=_update("ADD"))
+ASSIGN_SUB = P("assign_sub", I.same_as_variable("assign_sub"), effect="write",
+               eager=_update("SUBTRACT"))
+
+
+# -- apply_update(*grads; rule, variables, slots, hyper, iterations, caches) ------------------------
+def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
+    """One optimizer step: ``variables[j] -= rule(grads[j], slots)``, with the
+    device's fused ``optim`` kernel, per (device, dtype) group; ``hyper`` maps
+    each group's dtype name to the rule's hyperparameters; ``iterations`` (a
+    Variable, or None) counts the step. ``slots`` is a list of slot kinds,
+    each one Variable per variable. Either every variable, slot and
+    ``iterations`` changes, or none does."""
+    groups: dict = {}
+    for j, v in enumerate(variables):
+        groups.setdefault((v._device, v._data.dtype), []).append(j)
+    state = list(variables) + [s for kind in slots for s in kind]
+    if iterations is not None:
+        state.append(iterations)
+    with deferred_interrupts(), locked(state):
+        # 1. Everything that can fail, before any variable changes.
+        count = None
+        if iterations is not None:
+            dev = iterations._device
+            one = T.FILL.kernel(dev)(shape=(), value=1, dtype=iterations._data.dtype)
+            count = T.ADD.kernel(dev)(iterations._data, one)
+        results = []  # (variables of the group, their new buffers, slot variables, new buffers)
+        last = len(groups) - 1
+        for n, ((dev, dtype), idx) in enumerate(groups.items()):
+            cache = caches.setdefault((dev.name, dtype.name), {})
+            copy = T.CAST.kernel(dev)
+            group_vars = [variables[j] for j in idx]
+            group_slots = [[kind[j] for j in idx] for kind in slots]
+            every = group_vars + [s for kind in group_slots for s in kind]
+            # Write in place only into buffers no Tensor sees; the others move to a copy.
+            if not all(v._writable() for v in every):
+                cache.clear()
+            bufs = {v._id: v._data if v._writable() else copy(v._data, dtype=v._data.dtype)
+                    for v in every}
+            params = [bufs[v._id] for v in group_vars]
+            slot_bufs = [[bufs[s._id] for s in kind] for kind in group_slots]
+            # Every group but the last works out of place: if a later group fails,
+            # no variable has changed yet.
+            new_params, new_slots = _optim_compat(dev, rule, params, [grads[j]._data for j in idx],
+                                              slot_bufs, hyper[dtype.name], cache=cache,
+                                              in_place=n == last)
+            new = list(new_params) + [b for kind in new_slots for b in kind]
+            if any(b is not bufs[v._id] for v, b in zip(every, new)):
+                cache.clear()  # the kernel's pointer tables name the old buffers
+            results.append((every, new))
+        # 2. The commit: reference swaps only; nothing here can fail.
+        for every, new in results:
+            for v, buf in zip(every, new):
+                if buf is not v._data or not v._writable():
+                    v._own(buf)
+        if count is not None:
+            iterations._own(count)
+    return None
+
+
+def _optim_compat(dev, rule, params, grads, slots, hyper, cache, in_place):  # TEMPORARY
+    if not in_place:
+        copy = T.CAST.kernel(dev)
+        params = [copy(b, dtype=b.dtype) for b in params]
+        slots = [[copy(b, dtype=b.dtype) for b in kind] for kind in slots]
+    dev.optim(rule, params, grads, slots, hyper, cache=cache)
+    return params, slots
+
+
+APPLY_UPDATE = P("apply_update", I.apply_update, effect="write", eager=_apply_update)
+
+from . import table as T  # noqa: E402  (the table imports this module)
