@@ -12,7 +12,8 @@ import pytest
 import gpuad as ad
 from gpuad import devices
 from gpuad.devices import KERNEL_SET, philox
-from gpuad.ops.primitive import Primitive, run1
+from gpuad.ops import infer
+from gpuad.ops.core import Primitive, bind
 from gpuad.ops.table import PRIMITIVES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,13 +45,13 @@ def test_the_table_is_not_empty():
 @pytest.mark.parametrize("name", DEVICE_NAMES)
 def test_every_primitive_has_its_kernel_on_every_device(name):
     dev = devices.get(name)
-    missing = [f"{p.name} ({p.family}/{p.op})" for p in PRIMITIVES.values()
-               if p.family is not None and not dev.supports(p.family, p.op)]
+    missing = [f"{p.name} ({p.family})" for p in PRIMITIVES.values()
+               if p.family is not None and not dev.supports(p.family, p.name)]
     assert not missing, f"device {name} lacks kernels for: {', '.join(missing)}"
     for p in PRIMITIVES.values():
         if p.family is not None:
-            assert p.op in KERNEL_SET[p.family], f"{p.name}: {p.family}/{p.op} is not in KERNEL_SET"
-            assert callable(dev.kernel(p.family, p.op)), p.name
+            assert p.name in KERNEL_SET[p.family], f"{p.name} is not in KERNEL_SET[{p.family!r}]"
+            assert callable(p.kernel(dev)), p.name
 
 
 @pytest.mark.parametrize("name", DEVICE_NAMES)
@@ -89,17 +90,17 @@ def test_elementwise_and_reduce_kernels_really_run(name):
 @pytest.mark.parametrize("name", DEVICE_NAMES)
 def test_a_missing_kernel_is_detected_and_a_clear_error(name):
     dev = devices.get(name)
-    fake = Primitive("fake_op", "unary", "no_such_op", None)
-    assert not dev.supports(fake.family, fake.op)
+    fake = Primitive("no_such_op", infer.unary("f"), "unary")
+    assert not dev.supports(fake.family, fake.name)
     assert not dev.supports("no_such_family", "add")
     # what the table test above would report
-    assert not all(dev.supports(p.family, p.op) for p in [*PRIMITIVES.values(), fake]
+    assert not all(dev.supports(p.family, p.name) for p in [*PRIMITIVES.values(), fake]
                    if p.family is not None)
     # and at run time: an error naming the kernel, never a silent host fallback
     with ad.device(name):
         x = ad.constant([1.0, 2.0])
     with pytest.raises(NotImplementedError, match="no_such_op"):
-        run1(fake, x)
+        bind(fake, (x,))
     with pytest.raises(NotImplementedError, match="no_such_op"):
         dev.kernel("binary", "no_such_op")
 

@@ -23,7 +23,7 @@ needs_cuda = pytest.mark.skipif(
 def ptr(a) -> int:
     """The data pointer of a NumPy array (or a host gpuad tensor's buffer)."""
     if isinstance(a, (ad.Tensor, ad.Variable)):
-        a = a._value._data if isinstance(a, ad.Variable) else a._data
+        a = a._data
     return a.__array_interface__["data"][0]
 
 

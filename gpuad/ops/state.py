@@ -114,8 +114,12 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
             one = T.FILL.kernel(dev)(shape=(), value=1, dtype=iterations._data.dtype)
             count = T.ADD.kernel(dev)(iterations._data, one)
         results = []  # (variables of the group, their new buffers, slot variables, new buffers)
-        last = len(groups) - 1
-        for n, ((dev, dtype), idx) in enumerate(groups.items()):
+        # Every group but the last works out of place (on copies): if a later group
+        # fails, no variable has changed yet. The largest group goes last, in place.
+        ordered = sorted(groups.items(), key=lambda item: sum(variables[j]._data.size
+                                                               for j in item[1]))
+        last = len(ordered) - 1
+        for n, ((dev, dtype), idx) in enumerate(ordered):
             cache = caches.setdefault((dev.name, dtype.name), {})
             copy = T.CAST.kernel(dev)
             group_vars = [variables[j] for j in idx]
@@ -128,8 +132,6 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
                     for v in every}
             params = [bufs[v._id] for v in group_vars]
             slot_bufs = [[bufs[s._id] for s in kind] for kind in group_slots]
-            # Every group but the last works out of place: if a later group fails,
-            # no variable has changed yet.
             new_params, new_slots = _optim_compat(dev, rule, params, [grads[j]._data for j in idx],
                                               slot_bufs, hyper[dtype.name], cache=cache,
                                               in_place=n == last)
