@@ -450,6 +450,13 @@ class Variable:
         self._shared = False
         self._pinned = None
 
+    def _ownership(self) -> tuple:
+        """What a commit changes, so a failed commit can put it back (:meth:`_restore`)."""
+        return self._data, self._lease, self._shared, self._pinned
+
+    def _restore(self, ownership: tuple) -> None:
+        self._data, self._lease, self._shared, self._pinned = ownership
+
     def _writable(self) -> bool:
         """Whether an update may write into the current buffer in place."""
         return not self._shared and (self._lease is None or self._lease() is None)

@@ -55,3 +55,13 @@ def cupy_argument_packing():
     installed = cupy_packing.install()
     yield cupy_packing if installed else None
     cupy_packing.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def shape_rules_match_kernels():
+    """Every op in every test runs under tests/ops/infer_check.py's interpreter,
+    which checks the primitive's shape/dtype rule against the kernel's result."""
+    from gpuad.ops.core import interpreting
+    from .ops.infer_check import CheckInfer
+    with interpreting(CheckInfer()) as checker:
+        yield checker

@@ -131,13 +131,14 @@ _OLD_OP = {"negative": "neg", "subtract": "sub", "multiply": "mul", "divide": "d
 
 
 def _input_names(vjps):
-    """The row's input names, from its first VJP's signature (after g and out)."""
+    """The row's input names, from its first VJP's signature: the one parameter
+    per input after ``g`` and ``out`` (attributes follow them)."""
     if vjps is None or callable(vjps):
         return None
     for fn in vjps:
         if fn is not None:
-            params = list(inspect.signature(fn).parameters.values())
-            return tuple(p.name for p in params[2:] if p.kind is p.POSITIONAL_OR_KEYWORD)
+            params = list(inspect.signature(fn).parameters)
+            return tuple(params[2:2 + len(vjps)])
     return None
 
 

@@ -48,6 +48,19 @@ def deferred_interrupts():
                 raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _commit(variables):
+    """Swap the variables' buffers inside the block; if anything escapes it,
+    every variable gets back what it had (the caller holds their locks)."""
+    saved = [(v, v._ownership()) for v in variables]
+    try:
+        yield
+    except BaseException:
+        for v, ownership in saved:
+            v._restore(ownership)
+        raise
+
+
 # -- copy(x; device): a tensor on another device, through the host ------------------------------
 def _copy(x, device):
     dev = _devices.get(device)
@@ -71,7 +84,7 @@ READ_VARIABLE = P("read_variable", I.read_variable, vjps=(lambda g, out, variabl
 def _assign(*values, variables):
     """Each value becomes its variable's value, all at once (``gpuad.load``
     assigns a whole checkpoint with one call)."""
-    with deferred_interrupts(), locked(variables):
+    with deferred_interrupts(), locked(variables), _commit(variables):
         for variable, value in zip(variables, values):
             variable._adopt(value)
 
@@ -139,13 +152,14 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
             if any(b is not bufs[v._id] for v, b in zip(every, new)):
                 cache.clear()  # the kernel's pointer tables name the old buffers
             results.append((every, new))
-        # 2. The commit: reference swaps only; nothing here can fail.
-        for every, new in results:
-            for v, buf in zip(every, new):
-                if buf is not v._data or not v._writable():
-                    v._own(buf)
-        if count is not None:
-            iterations._own(count)
+        # 2. The commit: reference swaps only.
+        with _commit(state):
+            for every, new in results:
+                for v, buf in zip(every, new):
+                    if buf is not v._data or not v._writable():
+                        v._own(buf)
+            if count is not None:
+                iterations._own(count)
     return None
 
 
