@@ -60,19 +60,15 @@ class Node:
     __slots__ = ("prim", "inputs", "out", "attrs")
 
     def __init__(self, prim, inputs, out, attrs):
-        keep = prim.keep_inputs
-        if keep is None or all(keep):
+        if prim.keep_all_inputs:
             self.inputs = inputs
         else:
-            self.inputs = tuple(x if i < len(keep) and keep[i] else _abstract(x)
+            keep = prim.keep_inputs
+            self.inputs = tuple(x if i < len(keep) and keep[i] else Abstract.of(x)
                                 for i, x in enumerate(inputs))
         self.prim = prim
-        self.out = out if prim.keep_out else _abstract(out)
+        self.out = out if prim.keep_out else Abstract.of(out)
         self.attrs = attrs
-
-
-def _abstract(x) -> Abstract:
-    return Abstract.of(x)
 
 
 def record(prim, inputs, out, attrs) -> None:

@@ -330,13 +330,19 @@ class Abstract:
     __slots__ = ("_data", "_device", "_id")
 
     def __init__(self, shape, dtype, device, id_=None):
-        self._data = _Shape(tuple(shape), dtype)
+        self._data = _Shape.of(tuple(shape), dtype)
         self._device = device
         self._id = id_
 
     @classmethod
     def of(cls, x) -> "Abstract":
-        return cls(x._data.shape, x._data.dtype, x._device, x._id)
+        """The abstract value of ``x`` (a Tensor, Variable or Abstract), with its id."""
+        a = cls.__new__(cls)
+        data = x._data
+        a._data = _Shape.of(data.shape, data.dtype)
+        a._device = x._device
+        a._id = x._id
+        return a
 
     shape = property(lambda self: self._data.shape)
     ndim = property(lambda self: len(self._data.shape))
@@ -351,6 +357,9 @@ class Abstract:
         return f"<abstract shape={self.shape} dtype={self._data.dtype} device={self._device.name}>"
 
 
+_shapes: dict = {}
+
+
 class _Shape:
     """Stands in for a buffer: its shape and dtype, no data."""
 
@@ -359,6 +368,17 @@ class _Shape:
     def __init__(self, shape, dtype):
         self.shape = shape
         self.dtype = dtype
+
+    @classmethod
+    def of(cls, shape, dtype) -> "_Shape":
+        """One shared instance per (shape, dtype): they are immutable (bounded cache)."""
+        key = (shape, dtype)
+        s = _shapes.get(key)
+        if s is None:
+            s = cls(shape, dtype)
+            if len(_shapes) < 4096:
+                _shapes[key] = s
+        return s
 
     @property
     def size(self):

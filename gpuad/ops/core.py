@@ -69,7 +69,8 @@ class Primitive:
     """
 
     __slots__ = ("name", "infer", "family", "impl", "vjps", "vjp_of", "keeps", "keep_out",
-                 "keep_inputs", "functor", "aliases", "effect", "eager", "kernels", "kinds")
+                 "keep_inputs", "keep_all_inputs", "functor", "aliases", "effect", "eager",
+                 "kernels", "kinds")
 
     def __init__(self, name, infer, family=None, *, kernel=None, vjps=None, keeps=(),
                  functor=None, aliases=False, effect=None, eager=None, kinds=None):
@@ -100,8 +101,9 @@ class Primitive:
         if unknown:
             raise ValueError(f"primitive {name}: keeps {unknown} are not among its inputs {names}")
         self.keep_out = "out" in self.keeps
-        # which inputs the tape keeps: None = all (rows with any number of inputs)
-        self.keep_inputs = None if names is None else tuple(n in self.keeps for n in names)
+        # which inputs the tape keeps; rows with any number of inputs keep none
+        self.keep_inputs = () if names is None else tuple(n in self.keeps for n in names)
+        self.keep_all_inputs = bool(self.keep_inputs) and all(self.keep_inputs)
 
     def kernel(self, dev):
         """This primitive's kernel on device ``dev``, resolved once and cached."""
