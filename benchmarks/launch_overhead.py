@@ -4,7 +4,7 @@ beside PyTorch eager's time per op on tiny CPU tensors.
 
 What is measured
 ----------------
-A :class:`gpuad.devices.cuda.KernelDevice` (the launch layer shared by the
+A :class:`gpuad.devices.launch.KernelDevice` (the launch layer shared by the
 ``cuda`` and ``emulated`` devices) is built over a *do-nothing launcher*: it has
 the interface of the emulated device's ``HostLauncher`` (``name``, ``kind``,
 ``max_blocks``, ``empty``, ``from_host``, ``to_host``, ``launch``,
@@ -254,13 +254,21 @@ def measure(timers: dict, repeats, target) -> dict:
             for k, v in runs.items()}
 
 
+def _kernel_device_class(module):
+    """``KernelDevice`` of the gpuad package ``module``: from ``gpuad.devices.launch``, or, in a
+    checkout from before that package, the class of its emulated device (the same class)."""
+    try:
+        return importlib.import_module(module.__name__ + ".devices.launch").KernelDevice
+    except ModuleNotFoundError:
+        return type(module.devices.get("emulated"))
+
+
 class GpuadSide:
     """One gpuad package (this checkout's, or a baseline's) over a NullLauncher."""
 
     def __init__(self, module, rows, cols):
         self.ad = module
-        kernel_device = importlib.import_module(module.__name__ + ".devices.cuda").KernelDevice
-        self.dev = kernel_device(NullLauncher())
+        self.dev = _kernel_device_class(module)(NullLauncher())
         self.ns = _gpuad_namespace(module, self.dev, rows, cols)
 
     def timer(self, stmt, setup):

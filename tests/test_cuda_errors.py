@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad.devices.cuda import KernelCompileError, KernelDevice, KernelLaunchError
-from gpuad.devices.cuda.cupy_launcher import CupyLauncher, allocate_with_retry
+from gpuad.devices.cuda import CupyLauncher, allocate_with_retry
+from gpuad.devices.launch import KernelCompileError, KernelDevice, KernelLaunchError
 from gpuad.devices.host_build import HostBuildError, HostLaunchError, HostModule
 from gpuad.devices.kernel_sources import kernel_dir
 
@@ -199,7 +199,7 @@ def test_cupy_launcher_allocations_retry_then_raise(monkeypatch):
 def fake_nvrtc(monkeypatch, tmp_path):
     """NVRTC replaced: every family "compiles" to a file in tmp_path, or, for the
     families in ``broken`` (a dict family -> log), fails with that log."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
     calls, broken = [], {}
 
     def compile_family(family, arch, directory=None, cache=None):
@@ -304,7 +304,7 @@ def test_cupy_launcher_module_load_failure_names_the_file(monkeypatch, fake_nvrt
 def test_missing_nvrtc_is_named_with_its_pip_line_not_a_launch_error(monkeypatch):
     """A GPU without NVRTC: the launch raises CudaUnavailableError naming the library and
     the pip line, not a KernelLaunchError with a hint about asynchronous kernels."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
 
     def missing():
         raise nvrtc.NvrtcUnavailableError("NVRTC ... was not found (libnvrtc.so.13). Install it with "
@@ -472,36 +472,36 @@ def _cupy_with_one_gpu(monkeypatch, *, cublas: bool, capability="90"):
 
 
 def test_probe_refuses_a_gpu_without_nvrtc(monkeypatch):
-    from gpuad.devices.cuda import cupy_launcher, nvrtc
+    from gpuad.devices import cuda, nvrtc
 
     def missing():
         raise nvrtc.NvrtcUnavailableError("NVRTC was not found (libnvrtc.so.13). Install it with "
                                           "pip install 'cuda-toolkit[nvrtc]==13.*'")
     monkeypatch.setattr(nvrtc, "_nvrtc", missing)
     _cupy_with_one_gpu(monkeypatch, cublas=True)
-    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"libnvrtc.*pip install.*GPUAD_DEVICE=cpu"):
-        cupy_launcher.probe()
+    with pytest.raises(cuda.CudaUnavailableError, match=r"libnvrtc.*pip install.*GPUAD_DEVICE=cpu"):
+        cuda.probe()
 
 
 def test_probe_refuses_a_gpu_without_cublas(monkeypatch):
-    from gpuad.devices.cuda import cupy_launcher, nvrtc
+    from gpuad.devices import cuda, nvrtc
     monkeypatch.setattr(nvrtc, "nvrtc_version", lambda: (13, 0))
     monkeypatch.setattr(nvrtc, "supported_archs", lambda: (75, 80, 86, 89, 90, 100, 120))
     _cupy_with_one_gpu(monkeypatch, cublas=False)
-    with pytest.raises(cupy_launcher.CudaUnavailableError,
+    with pytest.raises(cuda.CudaUnavailableError,
                        match=r"cuBLAS.*libcublas.so.13.*pip install 'cuda-toolkit\[cublas\]==13\.\*'"):
-        cupy_launcher.probe()
+        cuda.probe()
     _cupy_with_one_gpu(monkeypatch, cublas=True)
-    assert cupy_launcher.probe() == 1
+    assert cuda.probe() == 1
     # a Volta GPU with CUDA 13's NVRTC is not chosen: no kernel could be built for it
     _cupy_with_one_gpu(monkeypatch, cublas=True, capability="70")
-    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"cuda:0: .*7\.0.*gpuad\[cuda12\].*GPUAD_DEVICE=cpu"):
-        cupy_launcher.probe()
+    with pytest.raises(cuda.CudaUnavailableError, match=r"cuda:0: .*7\.0.*gpuad\[cuda12\].*GPUAD_DEVICE=cpu"):
+        cuda.probe()
 
 
 def test_nvrtc_missing_message_names_the_library_and_the_fix(monkeypatch):
     """The real loader's message when libnvrtc cannot be found (CuPy without the NVIDIA wheel)."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
 
     class Failing(types.ModuleType):
         def getVersion(self):

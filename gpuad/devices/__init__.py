@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import threading
-
-from ..errors import InvalidArgumentError
 
 __all__ = ["Device", "KERNEL_SET", "get", "available", "current", "device", "info"]
 
@@ -201,18 +200,6 @@ def device(name):
         _state.stack.pop()
 
 
-def check_same(op: str, devices) -> Device:
-    """The one device of an op's inputs; an error naming them all if they differ."""
-    first = devices[0]
-    for d in devices[1:]:
-        if d is not first:
-            raise InvalidArgumentError(
-                f"{op} got tensors on different devices: {first.name} and {d.name}. "
-                f"gpuad never copies implicitly; move one with .to({first.name!r}) "
-                f"or .to({d.name!r}).", op)
-    return first
-
-
 def info() -> dict:
     """Facts about the CPU, the versions, the usable devices and, through
     nvidia-ml-py where present, the GPUs; see :func:`gpuad.devices.telemetry.info`.
@@ -230,37 +217,23 @@ def info() -> dict:
 from . import cpu as _cpu  # noqa: E402
 
 
-def _cuda(name: str) -> Device:
-    from .cuda import KernelDevice
-    from .cuda.cupy_launcher import CupyLauncher, probe
-    count = probe()
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if not 0 <= index < count:
-        raise ValueError(f"Unknown device {name!r}: this machine has {count} GPU(s), "
-                         f"cuda:0 to cuda:{count - 1}. Use one of those, or 'cpu'.")
-    return KernelDevice(CupyLauncher(index))
+class _Lazy:
+    """The factory of the device kind defined by module ``gpuad.devices.<module>``
+    (its ``device(name)`` and ``usable()``), imported when first asked for."""
 
+    def __init__(self, module: str):
+        self.module = module
 
-def _cuda_usable():
-    from .cuda.cupy_launcher import usable
-    return usable()
+    def _load(self):
+        return importlib.import_module(f"{__name__}.{self.module}")
 
+    def __call__(self, name: str) -> Device:
+        return self._load().device(name)
 
-_cuda.usable = _cuda_usable
+    def usable(self):
+        return self._load().usable()
 
-def _emulated(name: str) -> Device:
-    from .cuda import KernelDevice
-    from .emulated import HostLauncher
-    return KernelDevice(HostLauncher())
-
-
-def _emulated_usable():
-    from .emulated import usable
-    return usable()
-
-
-_emulated.usable = _emulated_usable
 
 register("cpu", lambda name: _cpu.CpuDevice())
-register("emulated", _emulated)
-register("cuda", _cuda)
+register("emulated", _Lazy("emulated"))
+register("cuda", _Lazy("cuda"))

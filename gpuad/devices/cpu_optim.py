@@ -1,7 +1,7 @@
 """The ``optim`` family on the ``cpu`` device: fused optimizer steps in NumPy.
 
 ``optim(dev, op, params, grads, slots, hyper, cache=None)`` has the contract of
-:mod:`gpuad.devices.cuda.optim` (read its docstring for the arguments): it
+:mod:`gpuad.devices.launch.optim` (read its docstring for the arguments): it
 updates the parameter and slot buffers **in place**, with exactly the
 operations of Keras 3's update rules in their order, each rounded to the
 parameters' dtype (NumPy scalars of that dtype, never Python floats, take part),
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cuda.optim import check
+from .launch.optim import check
 
 
 def optim(dev, op, params, grads, slots, hyper, cache=None):

@@ -61,7 +61,7 @@ MAX_DYNAMIC_SHARED = 48 * 1024
 
 # ``struct Layout`` of kernels/common.cuh is part of the kernel ABI: one
 # definition, in the launch layer, serves both launchers.
-from .cuda.launch import LAYOUT_DTYPE as layout_dtype, make_layout  # noqa: E402
+from .launch.common import LAYOUT_DTYPE as layout_dtype, make_layout  # noqa: E402
 
 assert layout_dtype.itemsize == 136 and layout_dtype.fields["shape"][1] == 8
 

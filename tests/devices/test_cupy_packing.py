@@ -17,8 +17,8 @@ import struct
 import numpy as np
 import pytest
 
-from gpuad.devices.cuda import KernelDevice, elementwise, optim
-from gpuad.devices.cuda.launch import LAYOUT_DTYPE, make_layout
+from gpuad.devices.launch import KernelDevice, elementwise, optim
+from gpuad.devices.launch.common import LAYOUT_DTYPE, make_layout
 
 from . import cupy_packing as cp_pack
 

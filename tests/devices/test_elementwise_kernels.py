@@ -1,4 +1,4 @@
-"""The element-wise kernels (kernels/{unary,binary,cast}.cu, gpuad/devices/cuda/elementwise.py)
+"""The element-wise kernels (kernels/{unary,binary,cast}.cu, gpuad/devices/launch/elementwise.py)
 against the cpu device, method by method: unary, binary, unary_grad, where, cast, fill.
 
 They run on the emulated launcher (g++-compiled kernels, NumPy buffers) with
@@ -43,7 +43,7 @@ BINARY_ALL = ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or")
 
 @pytest.fixture(scope="module")
 def dev():
-    from gpuad.devices.cuda import KernelDevice
+    from gpuad.devices.launch import KernelDevice
     from gpuad.devices.emulated import HostLauncher
     return KernelDevice(HostLauncher(poison=True))
 

@@ -1,4 +1,4 @@
-"""The launch plans cached by gpuad/devices/cuda/elementwise.py, nn.py, reduction.py and layout.py: keyed by
+"""The launch plans cached by gpuad/devices/launch/elementwise.py, nn.py, reduction.py and layout.py: keyed by
 dtypes, shapes and strides only, so a cached plan never serves operands it does not
 fit; bounded; holding no buffer; never caching an error. On the emulated launcher,
 against the cpu device."""
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gpuad import devices
-from gpuad.devices.cuda import elementwise as E
-from gpuad.devices.cuda import nn as NN
+from gpuad.devices.launch import elementwise as E
+from gpuad.devices.launch import nn as NN
 
 pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None,
@@ -24,7 +24,7 @@ F32 = np.dtype(np.float32)
 
 @pytest.fixture(scope="module")
 def dev():
-    from gpuad.devices.cuda import KernelDevice
+    from gpuad.devices.launch import KernelDevice
     from gpuad.devices.emulated import HostLauncher
     return KernelDevice(HostLauncher(poison=True))
 
@@ -59,7 +59,7 @@ def test_same_shapes_other_strides_get_their_own_plan(dev):
 def test_reductions_same_shape_other_strides_and_axes(dev):
     """reduce/arg_reduce plans are kept per device and keyed by dtype, shape, strides,
     axes and keepdims: each call below must reduce what it was given."""
-    from gpuad.devices.cuda import reduction as R
+    from gpuad.devices.launch import reduction as R
     rng = np.random.default_rng(1)
     base = rng.standard_normal((6, 40)).astype(F32)
     views = [base, base[::-1], base[:, ::2], base[:, ::-1], base]
@@ -203,12 +203,12 @@ def test_layout_plans_same_shapes_other_strides_keys_perms(dev):
                 assert got.shape == want.shape and got.dtype == want.dtype
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
                 assert np.signbit(got).tolist() == np.signbit(want).tolist()  # (-0.0 off values)
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     assert LY._layout_plans and LY._concat_plans and LY._gather_plans and LY._one_hot_plans
 
 
 def test_layout_errors_are_raised_every_time(dev):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     a = np.ones((3, 4), F32)
     nine = np.ones((2,) * 9, F32)
     bad = [
@@ -244,7 +244,7 @@ def test_layout_errors_are_raised_every_time(dev):
 
 
 def test_layout_plan_caches_are_bounded(dev, monkeypatch):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     monkeypatch.setattr(LY, "_PLAN_CAP", 8)
     names = ("_layout_plans", "_concat_plans", "_gather_plans", "_one_hot_plans", "_one_hot_values")
     for name in names:
@@ -261,7 +261,7 @@ def test_layout_plan_caches_are_bounded(dev, monkeypatch):
 
 
 def test_layout_plans_hold_no_buffers(dev):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     from gpuad.ops.array import canonical_key
     x, idx = np.ones((5, 3), F32), np.array([2, 0], np.int64)
     refs = [weakref.ref(x), weakref.ref(idx)]

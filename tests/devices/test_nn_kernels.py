@@ -1,5 +1,5 @@
 """kernels/nn.cu and kernels/random.cu through the kernel device's launch layer
-(gpuad/devices/cuda/nn.py), on the emulated launcher, against the cpu device:
+(gpuad/devices/launch/nn.py), on the emulated launcher, against the cpu device:
 softmax, log_softmax, softmax_xent (every schedule: warp, block, col), the fused
 softmax_xent backward kernel against NumPy, and Philox random numbers (bit for bit
 for uniform, to a few ulps for normal; independent of the launch shape)."""
@@ -17,7 +17,7 @@ if shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None:
     pytest.skip("the emulated device compiles kernels with g++ (C++20), which is missing",
                 allow_module_level=True)
 
-from gpuad.devices.cuda import KernelDevice, nn  # noqa: E402
+from gpuad.devices.launch import KernelDevice, nn  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 from gpuad.devices.host_build import HostModule  # noqa: E402
 from gpuad.devices.kernel_sources import kernel_dir  # noqa: E402

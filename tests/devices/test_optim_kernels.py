@@ -1,4 +1,4 @@
-"""kernels/optim.cu through gpuad/devices/cuda/optim.py on the emulated launcher, bit for
+"""kernels/optim.cu through gpuad/devices/launch/optim.py on the emulated launcher, bit for
 bit against the cpu device: tensors far longer than the grid's stride (a thread stays in
 one tensor for many elements) mixed with one-element tensors (a thread's next element
 lies several tensors on), for every rule and both float dtypes."""
@@ -12,7 +12,7 @@ if not shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")):
     pytest.skip("the emulated device compiles kernels with g++, which is missing", allow_module_level=True)
 
 import gpuad.devices as devices  # noqa: E402
-from gpuad.devices.cuda import KernelDevice  # noqa: E402
+from gpuad.devices.launch import KernelDevice  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 
 # (op, hyper without lr/weight_decay, slot kinds)

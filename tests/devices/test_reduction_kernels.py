@@ -1,4 +1,4 @@
-"""The reduction kernels (kernels/reduction.cu, gpuad/devices/cuda/reduction.py) on the
+"""The reduction kernels (kernels/reduction.cu, gpuad/devices/launch/reduction.py) on the
 emulated launcher against the cpu device: reduce (sum max min prod logsumexp) over every
 axis subset, keepdims, every dtype, strided/negative-stride/broadcast views, edge values,
 sizes around warp and block multiples; arg_reduce (argmax argmin) with ties and NaN; and
@@ -16,7 +16,7 @@ if not shutil.which(os.environ.get("CXX", "g++")):
                 "which is not installed", allow_module_level=True)
 
 import gpuad.devices as devices  # noqa: E402
-from gpuad.devices.cuda import KernelDevice, reduction  # noqa: E402
+from gpuad.devices.launch import KernelDevice, reduction  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 
 from .spy import Spy  # noqa: E402

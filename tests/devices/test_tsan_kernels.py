@@ -19,7 +19,7 @@ SCRIPT = r"""
 import numpy as np
 import gpuad
 from gpuad.devices import host_build as hb
-from gpuad.devices.cuda import KernelDevice, reduction, nn
+from gpuad.devices.launch import KernelDevice, reduction, nn
 from gpuad.devices.emulated import HostLauncher
 from gpuad.devices.kernel_sources import kernel_dir
 

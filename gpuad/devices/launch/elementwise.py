@@ -55,7 +55,7 @@ import weakref
 import numpy as np
 
 from ...errors import InvalidArgumentError
-from . import launch as L
+from . import common as L
 
 FAMILIES = ("unary", "binary", "unary_grad", "where", "cast", "fill")
 

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from . import launch as L
+from . import common as L
 
 FAMILIES = ("layout", "concat", "gather", "one_hot")
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from .. import philox
-from . import launch as L
+from . import common as L
 from .layout import broadcast_strides, c_strides, coalesce
 
 FAMILIES = ("softmax", "softmax_xent", "random")

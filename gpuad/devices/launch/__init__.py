@@ -29,8 +29,8 @@ import numpy as np
 
 from .. import KERNEL_SET, Device
 from ...errors import KernelCompileError, KernelLaunchError
-from . import launch as L
-from .nvrtc import CudaUnavailableError
+from . import common as L
+from ..nvrtc import CudaUnavailableError
 
 __all__ = ["KernelDevice", "KernelCompileError", "KernelLaunchError"]
 

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import launch as L
-from .nvrtc import CudaUnavailableError
+from . import common as L
+from ..nvrtc import CudaUnavailableError
 
 FAMILIES = ("reduce", "arg_reduce")
 

@@ -22,7 +22,7 @@ A family compiles in under a second to about twenty seconds (binary is the large
 ``python -m gpuad kernels`` fills the cache ahead of time, or checks that every
 family compiles (``--check``), with no GPU needed: only NVRTC.
 
->>> from gpuad.devices.cuda import nvrtc
+>>> from gpuad.devices import nvrtc
 >>> nvrtc.family_of("binary_mul_f32_contig"), nvrtc.family_of("reduce_sum_f64")
 ('binary', 'reduction')
 >>> "--ftz=false" in nvrtc.options("binary", "sm_90")
@@ -39,9 +39,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import KernelCompileError
-from .. import kernel_sources
-from ..kernel_sources import atomic_write, kernel_dir
+from ..errors import KernelCompileError
+from . import kernel_sources
+from .kernel_sources import atomic_write, kernel_dir
 
 __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options", "cache_key", "compile_family",
            "nvrtc_version", "supported_archs", "parse_arch", "target_for", "NvrtcUnavailableError",

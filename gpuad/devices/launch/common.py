@@ -41,7 +41,7 @@ def make_layout(shape, strides) -> np.ndarray:
     A 0-d array, not its ``np.void`` element: CuPy passes a NumPy array of size
     one by value as its bytes (13.x and 14.x alike), while CuPy 13's argument
     packer rejects ``np.void`` ("Unsupported type"). Read-only, because layouts
-    are cached (:func:`gpuad.devices.cuda.elementwise._layouts`) and shared."""
+    are cached (:func:`gpuad.devices.launch.elementwise._layouts`) and shared."""
     shape, strides = tuple(shape), tuple(strides)
     if len(shape) != len(strides):
         raise ValueError(f"shape {shape} and strides {strides} differ in rank")

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import launch as L
+from . import common as L
 
 FAMILIES = ("optim",)
 
