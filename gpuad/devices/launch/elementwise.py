@@ -57,8 +57,6 @@ import numpy as np
 from ...errors import InvalidArgumentError
 from . import common as L
 
-FAMILIES = ("unary", "binary", "unary_grad", "where", "cast", "fill")
-
 _BOOL = np.dtype(np.bool_)
 _F64 = np.dtype(np.float64)
 _I32 = np.dtype(np.int32)
@@ -194,11 +192,11 @@ def _plan1(base, x, dtype) -> tuple:
     return (shape, dtype, f"{base}_strided", n, L.i64(n), lx)
 
 
-def _run1(dev, plan, x):
+def _run1(dev, op, plan, x):
     shape, dtype, kernel, work, n, lx = plan
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
-        dev.launch(kernel, work, (out, x, n) if lx is None else (out, x, lx, n))
+        dev.launch(kernel, work, (out, x, n) if lx is None else (out, x, lx, n), op=op)
     return out
 
 
@@ -220,12 +218,12 @@ def _plan2(base, x, y, shape, dtype, scalar_variants) -> tuple:
     return (shape, dtype, base + "_strided", n, L.i64(n), lx, ly)
 
 
-def _run2(dev, plan, x, y, tail=()):
+def _run2(dev, op, plan, x, y, tail=()):
     shape, dtype, kernel, work, n, lx, ly = plan
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
         args = (out, x, y, n) if lx is None else (out, x, lx, y, ly, n)
-        dev.launch(kernel, work, args + tail if tail else args)
+        dev.launch(kernel, work, args + tail if tail else args, op=op)
     return out
 
 
@@ -267,9 +265,9 @@ def _scratch_flag(dev):
     return flag
 
 
-def _zeroed_flag(dev):
+def _zeroed_flag(dev, op):
     flag = dev.empty((1,), _I32)
-    dev.launch("fill_i32", 1, (flag, np.int32(0), L.i64(1)))
+    dev.launch("fill_i32", 1, (flag, np.int32(0), L.i64(1)), op=op)
     return flag
 
 
@@ -280,7 +278,7 @@ def unary(dev, op, x):
     plan = _unary_plans.get(key)
     if plan is None:
         plan = _cached(_unary_plans, key, _unary_plan(op, x))
-    return _run1(dev, plan, x)
+    return _run1(dev, op, plan, x)
 
 
 def _unary_plan(op, x):
@@ -300,7 +298,7 @@ def binary(dev, op, x, y):
         if plan is None:
             plan = _cached(_binary_plans, key, _binary_plan(op, x, y))
         if plan:
-            return _run2(dev, plan, x, y)
+            return _run2(dev, op, plan, x, y)
     return _binary(dev, op, x, y)
 
 
@@ -335,22 +333,22 @@ def _binary(dev, op, x, y):
     plan = _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
     if not (op in _CHECKED and dt.kind == "i"):
-        return _run2(dev, plan, x, y)
+        return _run2(dev, op, plan, x, y)
 
     # integer pow / floordiv / floormod: y's bad values raise, as on the cpu device
     bad, message = _CHECKED[op]
     if y.size == 0:
-        return _run2(dev, plan, x, y)  # then out is empty too: nothing launches
+        return _run2(dev, op, plan, x, y)  # then out is empty too: nothing launches
     known = _known_value(y)
     if known is not None:  # a fill scalar: checked here; the kernel's flag goes unread
         if bad(known):
             raise InvalidArgumentError(message, op)
-        return _run2(dev, plan, x, y, (_scratch_flag(dev),))
-    flag = _zeroed_flag(dev)
-    out = _run2(dev, plan, x, y, (flag,))
+        return _run2(dev, op, plan, x, y, (_scratch_flag(dev),))
+    flag = _zeroed_flag(dev, op)
+    out = _run2(dev, op, plan, x, y, (flag,))
     if not out.size:  # no output, but the cpu device still checks every element of y
         (ly,) = _layouts_of(y.shape, y)
-        dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)))
+        dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)), op=op)
     if dev.to_host(flag)[0]:
         raise InvalidArgumentError(message, op)
     return out
@@ -365,7 +363,7 @@ def unary_grad(dev, op, a, dy):
             plan = _cached(_grad_plans, key, _unary_grad_plan(op, a, dy))
     else:
         plan = _unary_grad_plan(op, a, dy)
-    return _run2(dev, plan, a, dy)
+    return _run2(dev, op, plan, a, dy)
 
 
 def _unary_grad_plan(op, a, dy):
@@ -393,10 +391,10 @@ def where(dev, op, c, x, y):
     out = dev.launcher.empty(shape, dt)
     if kernel is not None:
         if layouts is None:
-            dev.launch(kernel, work, (out, c, x, y, n))
+            dev.launch(kernel, work, (out, c, x, y, n), op=op)
         else:
             lc, lx, ly = layouts
-            dev.launch(kernel, work, (out, c, lc, x, lx, y, ly, n))
+            dev.launch(kernel, work, (out, c, lc, x, lx, y, ly, n), op=op)
     return out
 
 
@@ -432,7 +430,7 @@ def cast(dev, op, x, dtype):
         plan = _cast_plan(x, dtype)
         if key is not None:
             _cached(_cast_plans, key, plan)
-    return _run1(dev, plan, x)
+    return _run1(dev, op, plan, x)
 
 
 def _cast_plan(x, dtype):
@@ -456,7 +454,7 @@ def fill(dev, op, shape, value, dtype):
     v = _fill_value(value, dtype)
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
-        dev.launch(kernel, work, (out, v, n))
+        dev.launch(kernel, work, (out, v, n), op=op)
         if n == 1:
             _remember(out, v)
     return out

@@ -35,8 +35,6 @@ import numpy as np
 
 from . import common as L
 
-FAMILIES = ("layout", "concat", "gather", "one_hot")
-
 #: Elements per thread and grid-stride step of the strided copy kernels (``kCopyUnroll``
 #: in kernels/layout.cu): launches size their grid for n / COPY_UNROLL threads.
 COPY_UNROLL = 8
@@ -179,16 +177,16 @@ def _alloc_check(dev, shape, dtype) -> None:
             return
 
 
-def _run(dev, plan, xs):
+def _run(dev, op, plan, xs):
     shape, dtype, steps = plan
     out = dev.launcher.empty(shape, dtype)
     for kernel, work, src, head, tail in steps:
         if kernel is None:
-            dev.copy_bytes(out, head, xs[src], tail, work)
+            dev.copy_bytes(out, head, xs[src], tail, work, op=op)
         elif src is None:
-            dev.launch(kernel, work, (out, *head))
+            dev.launch(kernel, work, (out, *head), op=op)
         else:
-            dev.launch(kernel, work, (out, *head, xs[src], *tail))
+            dev.launch(kernel, work, (out, *head, xs[src], *tail), op=op)
     return out
 
 
@@ -241,7 +239,7 @@ def layout(dev, op, x, **attrs):
         plan = _layout_plans.get(key)
         if plan is None:
             plan = _cached(_layout_plans, key, _materialize_plan(dev, x, 0, tuple(x.shape), L.element_strides(x)))
-        return _run(dev, plan, (x,)).reshape(tuple(attrs["shape"]))
+        return _run(dev, op, plan, (x,)).reshape(tuple(attrs["shape"]))
     if op == "transpose":
         arg = attrs["perm"]
     elif op == "broadcast_to":
@@ -269,7 +267,7 @@ def layout(dev, op, x, **attrs):
         plan = _layout_plan(dev, op, x, arg)
         if key is not None:
             _cached(_layout_plans, key, plan)
-    return _run(dev, plan, (x,))
+    return _run(dev, op, plan, (x,))
 
 
 def _layout_plan(dev, op, x, arg):
@@ -303,7 +301,7 @@ def concat(dev, op, *xs, axis):
         plan = _concat_plan(xs, axis)
         if key is not None:
             _cached(_concat_plans, key, plan)
-    return _run(dev, plan, xs)
+    return _run(dev, op, plan, xs)
 
 
 def _concat_plan(xs, axis):
@@ -349,9 +347,9 @@ def gather(dev, op, x, indices, axis, shape=None):
     out_shape, dtype, zero, kernel, n, lx, li, tail = plan
     out = dev.launcher.empty(out_shape, dtype)
     if zero is not None:
-        dev.launch(zero[0], zero[1], (out, *zero[3]))
+        dev.launch(zero[0], zero[1], (out, *zero[3]), op=op)
     if kernel is not None:
-        dev.launch(kernel, n, (out, x, lx, indices, li, *tail))
+        dev.launch(kernel, n, (out, x, lx, indices, li, *tail), op=op)
     return out
 
 
@@ -401,7 +399,7 @@ def one_hot(dev, op, indices, depth, on_value, off_value, dtype):
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
         dev.launch(kernel, n, (out, indices, li, depth, _one_hot_value(on_value, dtype),
-                               _one_hot_value(off_value, dtype), nn))
+                               _one_hot_value(off_value, dtype), nn), op=op)
     return out
 
 

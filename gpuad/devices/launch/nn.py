@@ -26,8 +26,6 @@ from .. import philox
 from . import common as L
 from .layout import broadcast_strides, c_strides, coalesce
 
-FAMILIES = ("softmax", "softmax_xent", "random")
-
 SCHEDULES = ("warp", "block", "col")
 _WARP_MAX_LEN = 2048
 _COL_MIN_ROWS = 256
@@ -114,7 +112,7 @@ def _softmax(dev, op, x, axis, schedule=None):
         (op, dt, x.shape, x.strides, axis, schedule), _softmax_plan, op, x, axis, schedule)
     out = dev.launcher.empty(shape, dt)  # (shape a tuple, dt a NumPy dtype: what dev.empty makes)
     if kernel is not None:
-        dev.launch(kernel, work, (out, lo, oa, x, lx, xa, nrows, len_))
+        dev.launch(kernel, work, (out, lo, oa, x, lx, xa, nrows, len_), op=op)
     return out
 
 
@@ -142,7 +140,7 @@ def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
         _softmax_xent_plan, op, labels, logits, axis, schedule)
     out = dev.launcher.empty(shape, dt)
     if kernel is not None:
-        dev.launch(kernel, work, (out, labels, ly, ya, logits, lx, xa, nrows, len_))
+        dev.launch(kernel, work, (out, labels, ly, ya, logits, lx, xa, nrows, len_), op=op)
     return out
 
 
@@ -201,7 +199,7 @@ def random(dev, op, shape, dtype, key, offset):
     if n:
         per_block = 4 // philox.words_per_element(op, dtype)  # elements per Philox block
         dev.launch(f"random_{op}_{sfx}", -(-n // per_block),
-                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)))
+                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)), op=op)
     return out
 
 

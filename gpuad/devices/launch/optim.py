@@ -39,8 +39,6 @@ import numpy as np
 
 from . import common as L
 
-FAMILIES = ("optim",)
-
 #: Tensors per launch: ``GPUAD_OPTIM_MAX_TENSORS`` in kernels/optim.cu.
 MAX_TENSORS = 256
 _GRADS = np.dtype([("ptr", np.uint64, (MAX_TENSORS,))], align=True)  # struct OptimGrads
@@ -148,4 +146,4 @@ def optim(dev, op, params, grads, slots, hyper, cache=None):
                 keep.append(g)  # alive until the launch below is queued
             ptrs[n] = _pointer(dev, g)
         # ``rec`` itself (0-d), not ``rec[()]``: CuPy 13 rejects an np.void argument.
-        dev.launch(kernel, total, (table, rec, np.int32(count), L.i64(total)) + common + extra)
+        dev.launch(kernel, total, (table, rec, np.int32(count), L.i64(total)) + common + extra, op=op)

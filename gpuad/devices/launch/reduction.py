@@ -22,8 +22,6 @@ import numpy as np
 from . import common as L
 from ..nvrtc import CudaUnavailableError
 
-FAMILIES = ("reduce", "arg_reduce")
-
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _NUMERIC = _FLOATS + (np.dtype(np.int32), np.dtype(np.int64))
 _REDUCE_DTYPES = {"sum": _NUMERIC, "max": _NUMERIC, "min": _NUMERIC, "prod": _NUMERIC,
@@ -145,16 +143,16 @@ def _plans(dev) -> dict:
     return plans
 
 
-def _execute(dev, plan, x):
+def _execute(dev, op, plan, x):
     out_shape, out_dtype, partial_shape, launches = plan
     out = dev.empty(out_shape, out_dtype)
     bufs = (x, out, dev.empty(partial_shape, np.int64) if partial_shape else None)
     for kernel, n, src, dst, tail, blocks in launches:
-        dev.launch(kernel, n, (bufs[src], bufs[dst]) + tail, blocks=blocks)
+        dev.launch(kernel, n, (bufs[src], bufs[dst]) + tail, blocks=blocks, op=op)
     return out
 
 
-def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
+def _launches(dev, op, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
     """``(partial shape or None, launches)`` of a reduction (see above)."""
     fast = read_path(red_dims)
     try:  # (on cuda this loads, perhaps compiles, the family: name the kernel and op on failure)
@@ -162,7 +160,7 @@ def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
     except CudaUnavailableError:
         raise
     except RuntimeError as e:
-        raise dev._launch_error(kernel + fast, e) from e
+        raise dev._launch_error(kernel + fast, e, op) from e
     p = plan(dev, n_out, n_red, columns, capacity=capacity)
     kept, red = _layout(kept_dims), _layout(red_dims)
     if p.split == 1:
@@ -197,7 +195,7 @@ def reduce(dev, op, x, axes, keepdims):
         p = _reduce_plan(dev, op, x, axes, keepdims)
         if _override is None:  # (forced strategies are for tests: never kept)
             plans[key] = p
-    return _execute(dev, p, x)
+    return _execute(dev, op, p, x)
 
 
 def _reduce_plan(dev, op, x, axes, keepdims):
@@ -230,7 +228,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
         red_dims.sort(key=lambda d: -d[1])
         red_dims = _merge(red_dims)
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
-    partial, launches = _launches(dev, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
+    partial, launches = _launches(dev, op, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
                                   n_out, n_red, columns)
     return out_shape, x.dtype, partial, launches
 
@@ -243,7 +241,7 @@ def arg_reduce(dev, op, x, axis):
         p = _arg_reduce_plan(dev, op, x, axis)
         if _override is None:
             plans[key] = p
-    return _execute(dev, p, x)
+    return _execute(dev, op, p, x)
 
 
 def _arg_reduce_plan(dev, op, x, axis):
@@ -266,6 +264,6 @@ def _arg_reduce_plan(dev, op, x, axis):
     # the index is the position along the axis: keep its direction (first occurrence wins)
     red_dims = [(shape[axis], strides[axis])]
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and strides[axis] != 1
-    partial, launches = _launches(dev, f"arg_reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, 0,
+    partial, launches = _launches(dev, op, f"arg_reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, 0,
                                   n_out, shape[axis], columns)
     return out_shape, np.dtype(np.int64), partial, launches
