@@ -17,7 +17,7 @@ import struct
 import numpy as np
 import pytest
 
-from gpuad.devices.launch import KernelDevice, elementwise, optim
+from gpuad.devices.launch import KernelDevice, optim, strides
 from gpuad.devices.launch.common import LAYOUT_DTYPE, make_layout
 
 from . import cupy_packing as cp_pack
@@ -135,8 +135,9 @@ def test_layout_bytes_as_cupy_passes_them_are_struct_layout(mod):
 
 
 def test_cached_layouts_are_read_only():
-    a, b = elementwise._layouts((3, 4), (((3, 4), (4, 1)), ((4,), (1,))))
-    again = elementwise._layouts((3, 4), (((3, 4), (4, 1)), ((4,), (1,))))
+    x, y = np.zeros((3, 4), np.float32), np.zeros(4, np.float32)
+    a, b = strides.layouts((3, 4), x, y)
+    again = strides.layouts((3, 4), x, y)
     assert again[0] is a  # cached: shared by every launch with this geometry
     assert not a.flags.writeable and not b.flags.writeable
     with pytest.raises(ValueError, match="read-only"):

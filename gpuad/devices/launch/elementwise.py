@@ -48,7 +48,6 @@ integers) take the general path every time.
 """
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 
@@ -56,6 +55,7 @@ import numpy as np
 
 from ...errors import InvalidArgumentError
 from . import common as L
+from . import strides as S
 
 _BOOL = np.dtype(np.bool_)
 _F64 = np.dtype(np.float64)
@@ -118,44 +118,6 @@ def _contiguous_as(buf, n) -> bool:
     return buf.size == n and buf.flags.c_contiguous
 
 
-@functools.lru_cache(maxsize=4096)
-def _layouts(out_shape: tuple, operands: tuple) -> tuple:
-    """One Layout per operand ((shape, element strides) pairs) over a shared,
-    simplified shape: operands broadcast to ``out_shape``, size-1 axes dropped,
-    neighbouring axes merged where every operand is contiguous across them."""
-    rank = len(out_shape)
-    strides = []
-    for shape, st in operands:
-        lead = rank - len(shape)
-        strides.append([0] * lead + [0 if d == 1 else s for d, s in zip(shape, st)])
-    dims = [i for i in range(rank) if out_shape[i] != 1]
-    shape = [out_shape[i] for i in dims]
-    strides = [[s[i] for i in dims] for s in strides]
-    k = 0
-    while k + 1 < len(shape):
-        if all(s[k] == s[k + 1] * shape[k + 1] for s in strides):
-            shape[k] *= shape[k + 1]
-            for s in strides:
-                s[k] = s[k + 1]
-                del s[k + 1]
-            del shape[k + 1]
-        else:
-            k += 1
-    return tuple(L.make_layout(shape, s) for s in strides)
-
-
-def _layouts_of(out_shape, *bufs) -> tuple:
-    return _layouts(tuple(out_shape), tuple((tuple(b.shape), L.element_strides(b)) for b in bufs))
-
-
-def _broadcast(family, op, *shapes) -> tuple:
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ValueError(f"{family} {op}: shapes {' and '.join(map(str, shapes))} do not broadcast "
-                         f"(NumPy rules)") from None
-
-
 # -- launch plans (see the module docstring) ---------------------------------------------
 # A plan is a tuple computed from the operands' dtypes, shapes and strides only: the
 # planners read buffers' shape, strides, dtype, size and C-contiguity flag (itself a
@@ -188,7 +150,7 @@ def _plan1(base, x, dtype) -> tuple:
         return (shape, dtype, None, 0, None, None)
     if x.flags.c_contiguous:
         return (shape, dtype, f"{base}_contig", _work(n, x.dtype, dtype), L.i64(n), None)
-    (lx,) = _layouts_of(shape, x)
+    (lx,) = S.layouts(shape, x)
     return (shape, dtype, f"{base}_strided", n, L.i64(n), lx)
 
 
@@ -214,7 +176,7 @@ def _plan2(base, x, y, shape, dtype, scalar_variants) -> tuple:
         return (shape, dtype, base + "_sx", work, L.i64(n), None, None)
     if scalar_variants and y.size == 1 and _contiguous_as(x, n):
         return (shape, dtype, base + "_sy", work, L.i64(n), None, None)
-    lx, ly = _layouts_of(shape, x, y)
+    lx, ly = S.layouts(shape, x, y)
     return (shape, dtype, base + "_strided", n, L.i64(n), lx, ly)
 
 
@@ -317,7 +279,7 @@ def _binary_plan(op, x, y):
     if dt.kind in "iu" and (op == "div" or op in _CHECKED):
         return False
     s = _sfx("binary", op, dt, supported)
-    shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
+    shape = x.shape if x.shape == y.shape else S.broadcast_shape(f"binary {op}", x.shape, y.shape)
     return _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
 
@@ -329,7 +291,7 @@ def _binary(dev, op, x, y):
         x, y = cast(dev, "cast", x, _F64), cast(dev, "cast", y, _F64)
         dt = _F64
     s = _sfx("binary", op, dt, supported)
-    shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
+    shape = x.shape if x.shape == y.shape else S.broadcast_shape(f"binary {op}", x.shape, y.shape)
     plan = _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
     if not (op in _CHECKED and dt.kind == "i"):
@@ -347,7 +309,7 @@ def _binary(dev, op, x, y):
     flag = _zeroed_flag(dev, op)
     out = _run2(dev, op, plan, x, y, (flag,))
     if not out.size:  # no output, but the cpu device still checks every element of y
-        (ly,) = _layouts_of(y.shape, y)
+        (ly,) = S.layouts(y.shape, y)
         dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)), op=op)
     if dev.to_host(flag)[0]:
         raise InvalidArgumentError(message, op)
@@ -372,7 +334,7 @@ def _unary_grad_plan(op, a, dy):
         raise KeyError(f"unknown unary_grad op {op!r}")
     dt = _same_dtype("unary_grad", op, a, dy)
     s = _sfx("unary_grad", op, dt, supported)
-    shape = a.shape if a.shape == dy.shape else _broadcast("unary_grad", op, a.shape, dy.shape)
+    shape = a.shape if a.shape == dy.shape else S.broadcast_shape(f"unary_grad {op}", a.shape, dy.shape)
     return _plan2(f"unary_grad_{op}_{s}", a, dy, shape, dt, False)
 
 
@@ -405,7 +367,7 @@ def _where_plan(op, c, x, y):
     if c.shape == x.shape == y.shape:
         shape = tuple(c.shape)
     else:
-        shape = _broadcast("where", op, c.shape, x.shape, y.shape)
+        shape = S.broadcast_shape(f"where {op}", c.shape, x.shape, y.shape)
     n = math.prod(shape)
     if not n:
         return (shape, dt, None, 0, None, None)
@@ -417,7 +379,7 @@ def _where_plan(op, c, x, y):
             return (shape, dt, f"where_{s}_sx", work, L.i64(n), None)
         if y.size == 1 and _contiguous_as(x, n):
             return (shape, dt, f"where_{s}_sy", work, L.i64(n), None)
-    return (shape, dt, f"where_{s}_strided", n, L.i64(n), _layouts_of(shape, c, x, y))
+    return (shape, dt, f"where_{s}_strided", n, L.i64(n), S.layouts(shape, c, x, y))
 
 
 def cast(dev, op, x, dtype):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import philox
 from . import common as L
-from .layout import broadcast_strides, c_strides, coalesce
+from .strides import broadcast_strides, c_strides, coalesce, element_strides
 
 SCHEDULES = ("warp", "block", "col")
 _WARP_MAX_LEN = 2048
@@ -126,7 +126,7 @@ def _softmax_plan(op, x, axis, schedule):
     size = math.prod(shape)
     if size == 0:
         return shape, None, 0, None, None, None, None, None, None
-    rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, L.element_strides(x), c_strides(shape))
+    rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, element_strides(x), c_strides(shape))
     nrows = size // len_
     kernel, work = _rows_kernel(f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
     return (shape, kernel, work, L.make_layout(rshape, orr), L.i64(oa), L.make_layout(rshape, xr),
@@ -158,7 +158,7 @@ def _softmax_xent_plan(op, labels, logits, axis, schedule):
     if nrows == 0:
         return out_shape, None, 0, None, None, None, None, None, None
     rshape, (yr, xr), (ya, xa), len_ = _rows(shape, axis, broadcast_strides(labels, shape),
-                                             L.element_strides(logits))
+                                             element_strides(logits))
     kernel, work = _rows_kernel(f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
     return (out_shape, kernel, work, L.make_layout(rshape, yr), L.i64(ya), L.make_layout(rshape, xr),
             L.i64(xa), L.i64(nrows), L.i64(len_))
@@ -179,7 +179,7 @@ def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
     g_strides = broadcast_strides(g, shape[:axis] + shape[axis + 1:])
     g_strides = g_strides[:axis] + (0,) + g_strides[axis:]  # any stride: the axis is split off
     rshape, (orr, gr, yr, xr), (oa, _, ya, xa), len_ = _rows(
-        shape, axis, c_strides(shape), g_strides, broadcast_strides(labels, shape), L.element_strides(logits))
+        shape, axis, c_strides(shape), g_strides, broadcast_strides(labels, shape), element_strides(logits))
     nrows = out.size // len_
     args = (out, L.make_layout(rshape, orr), L.i64(oa), g, L.make_layout(rshape, gr), labels,
             L.make_layout(rshape, yr), L.i64(ya), logits, L.make_layout(rshape, xr), L.i64(xa),

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import common as L
+from . import strides as S
 from ..nvrtc import CudaUnavailableError
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -87,19 +88,6 @@ def plan(dev, n_out: int, n_red: int, columns: bool, may_split: bool = True,
     if _override is not None:
         p = _override(n_out, n_red, p)
     return p if may_split else Plan(p.group, 1)
-
-
-def _merge(dims):
-    """Merge adjacent (size, stride) pairs that address memory as one axis (row-major)."""
-    merged = []
-    for n, s in dims:
-        if n == 1:
-            continue
-        if merged and merged[-1][1] == n * s:
-            merged[-1] = (merged[-1][0] * n, s)
-        else:
-            merged.append((n, s))
-    return merged
 
 
 def _layout(dims):
@@ -202,7 +190,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
     if op not in _REDUCE_DTYPES:
         raise KeyError(op)
     _check(op, x, _REDUCE_DTYPES[op], "reduce")
-    shape, strides = tuple(x.shape), L.element_strides(x)
+    shape, strides = tuple(x.shape), S.element_strides(x)
     ndim = len(shape)
     axes = tuple(sorted({int(a) % ndim for a in axes})) if ndim else ()
     reduced = set(axes)
@@ -213,7 +201,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
     n_red = math.prod(shape[a] for a in axes)
     if n_out == 0:
         return out_shape, x.dtype, None, ()
-    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    kept_dims = S.merged([(shape[a], strides[a]) for a in kept_axes])
     base = 0
     red_dims = []
     if n_red == 0:
@@ -226,7 +214,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
                 s = -s
             red_dims.append((n, s))
         red_dims.sort(key=lambda d: -d[1])
-        red_dims = _merge(red_dims)
+        red_dims = S.merged(red_dims)
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
     partial, launches = _launches(dev, op, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
                                   n_out, n_red, columns)
@@ -248,7 +236,7 @@ def _arg_reduce_plan(dev, op, x, axis):
     if op not in _ARG_OPS:
         raise KeyError(op)
     _check(op, x, _NUMERIC, "arg_reduce")
-    shape, strides = tuple(x.shape), L.element_strides(x)
+    shape, strides = tuple(x.shape), S.element_strides(x)
     ndim = len(shape)
     if ndim == 0:
         raise ValueError(f"{op} needs an array of rank >= 1")
@@ -260,7 +248,7 @@ def _arg_reduce_plan(dev, op, x, axis):
     n_out = math.prod(out_shape)
     if n_out == 0:
         return out_shape, np.dtype(np.int64), None, ()
-    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    kept_dims = S.merged([(shape[a], strides[a]) for a in kept_axes])
     # the index is the position along the axis: keep its direction (first occurrence wins)
     red_dims = [(shape[axis], strides[axis])]
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and strides[axis] != 1
