@@ -10,7 +10,7 @@ bytes it must move (each input read once, each output written once) divided
 by its time, in GB/s (10^9 bytes/s), and that as a percentage of the copy
 bandwidth measured in the same run. The kernels are called through the public
 device protocol (``dev = gpuad.devices.get("cuda:0")``; ``dev.unary("exp",
-buf)``, ``dev.reduce("sum", buf, axes=..., keepdims=False)``, ...), so the
+buf)``, ``dev.reduce("reduce_sum", buf, axes=..., keepdims=False)``, ...), so the
 launch layer's host work is part of each call, as it is for gpuad's ops.
 
 With N = ``--elements`` float32 elements (default 64M = 2^26):
@@ -525,13 +525,13 @@ def make_workloads(dev, be, n, rng):
           lambda: dev.binary("add", X, b), lambda: X + b,
           lambda: Xh + bh, _exact, f"({rows}, {ROW}) + ({ROW},)"),
         W("sum_all", "reduce sum, all axes", TARGET_OTHER, 4 * n + 4,
-          lambda: dev.reduce("sum", XI, axes=(0, 1), keepdims=False), lambda: XI.sum(),
+          lambda: dev.reduce("reduce_sum", XI, axes=(0, 1), keepdims=False), lambda: XI.sum(),
           lambda: np.asarray(ih.astype(np.float64).sum()), _exact, f"({rows}, {ROW}) -> ()"),
         W("sum_last", "reduce sum, last axis", TARGET_OTHER, 4 * n + 4 * rows,
-          lambda: dev.reduce("sum", XI, axes=(1,), keepdims=False), lambda: XI.sum(axis=1),
+          lambda: dev.reduce("reduce_sum", XI, axes=(1,), keepdims=False), lambda: XI.sum(axis=1),
           lambda: XIh.astype(np.float64).sum(axis=1), _exact, f"({rows}, {ROW}) -> ({rows},)"),
         W("sum_first", "reduce sum, first axis", TARGET_OTHER, 4 * n + 4 * ROW,
-          lambda: dev.reduce("sum", XI, axes=(0,), keepdims=False), lambda: XI.sum(axis=0),
+          lambda: dev.reduce("reduce_sum", XI, axes=(0,), keepdims=False), lambda: XI.sum(axis=0),
           lambda: XIh.astype(np.float64).sum(axis=0), _exact, f"({rows}, {ROW}) -> ({ROW},)"),
         W("transpose", "transpose (tiled)", TARGET_OTHER, 8 * n,
           lambda: dev.layout("transpose", XT, perm=(1, 0)), lambda: xp.ascontiguousarray(XT.T),

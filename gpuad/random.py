@@ -39,7 +39,7 @@ def set_seed(seed: int) -> None:
 def _claim(op: str, n: int, dtype, seed) -> tuple[int, int]:
     """The (key, block offset) for a draw of ``n`` values, and advance the stream."""
     op_seed = 0 if seed is None else int(seed) & 0xFFFFFFFF
-    blocks = (n * philox.words_per_element(op, dtype) + 3) // 4
+    blocks = (n * philox.words_per_element("random_" + op, dtype) + 3) // 4
     with _lock:
         key = _global_seed | (op_seed << 32)
         offset = _offsets.get(op_seed, 0)
@@ -57,7 +57,7 @@ def _draw(op, shape, dtype, seed, device) -> Tensor:
         n *= d
     key, offset = _claim(op, n, dtype.numpy, seed)
     dev = _devices.current() if device is None else _devices.get(device)
-    return Tensor(dev.random(op, shape, dtype.numpy, key, offset), dev)
+    return Tensor(dev.random("random_" + op, shape, dtype.numpy, key, offset), dev)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype=_dtypes.float32, seed=None, device=None) -> Tensor:

@@ -495,4 +495,4 @@ class Variable:
 
     def assign_sub(self, delta, read_value=True):
         """Subtract ``delta`` (same shape and dtype) in place; not differentiated."""
-        return self._update(delta, "sub", "assign_sub", read_value)
+        return self._update(delta, "subtract", "assign_sub", read_value)

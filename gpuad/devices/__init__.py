@@ -25,18 +25,21 @@ __all__ = ["Device", "KERNEL_SET", "get", "available", "current", "device", "inf
 
 #: The kernel set a device implements: family -> the op names in it. A family
 #: is one method on the device, called as ``device.<family>(op, *buffers, **attrs)``.
+#: Op names are the names of the primitives of ``gpuad.ops.table`` that run them
+#: (``multiply``, ``reduce_sum``), and every CUDA kernel of an op has that name in its
+#: symbol (``binary_multiply_f32_contig``, ``reduce_sum_f32``): one name per primitive.
 KERNEL_SET: dict[str, frozenset[str]] = {
     # element-wise, NumPy broadcasting between operands
-    "unary": frozenset("""neg abs sign square sqrt rsqrt reciprocal exp log log1p expm1
+    "unary": frozenset("""negative abs sign square sqrt rsqrt reciprocal exp log log1p expm1
         sin cos tan tanh sigmoid relu softplus erf floor round logical_not""".split()),
-    "binary": frozenset("""add sub mul div floordiv floormod pow maximum minimum
-        eq ne lt le gt ge logical_and logical_or""".split()),
+    "binary": frozenset("""add subtract multiply divide floordiv floormod pow maximum minimum
+        equal not_equal less less_equal greater greater_equal logical_and logical_or""".split()),
     # fused backward kernels: (forward result or input, upstream gradient) -> gradient
-    "unary_grad": frozenset("relu sigmoid tanh sqrt rsqrt reciprocal".split()),
+    "unary_grad": frozenset("relu_grad sigmoid_grad tanh_grad sqrt_grad rsqrt_grad reciprocal_grad".split()),
     "where": frozenset({"where"}),
     "cast": frozenset({"cast"}),
     # reductions over a set of axes, and the index reductions over one axis
-    "reduce": frozenset("sum max min prod logsumexp".split()),
+    "reduce": frozenset("reduce_sum reduce_max reduce_min reduce_prod reduce_logsumexp".split()),
     "arg_reduce": frozenset("argmax argmin".split()),
     # linear algebra (cuBLAS on cuda)
     "matmul": frozenset({"matmul"}),
@@ -47,10 +50,10 @@ KERNEL_SET: dict[str, frozenset[str]] = {
     "one_hot": frozenset({"one_hot"}),
     # nn
     "softmax": frozenset("softmax log_softmax".split()),
-    "softmax_xent": frozenset({"softmax_xent"}),
+    "softmax_xent": frozenset({"softmax_cross_entropy"}),
     # creation and random numbers (counter-based Philox-4x32-10)
     "fill": frozenset({"fill"}),
-    "random": frozenset("uniform normal".split()),
+    "random": frozenset("random_uniform random_normal".split()),
     # fused optimizer steps, updating parameter and slot buffers in place (gpuad.optimizers)
     "optim": frozenset("sgd adam rmsprop adagrad".split()),
 }

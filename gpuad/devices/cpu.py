@@ -103,7 +103,7 @@ def _erf(x):
 
 
 _UNARY = {
-    "neg": np.negative, "abs": np.abs, "sign": np.sign, "square": np.square,
+    "negative": np.negative, "abs": np.abs, "sign": np.sign, "square": np.square,
     "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": np.reciprocal,
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
     "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
@@ -112,11 +112,11 @@ _UNARY = {
 }
 
 _BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.true_divide,
     "floordiv": np.floor_divide, "floormod": np.mod, "pow": np.power,
     "maximum": np.maximum, "minimum": np.minimum,
-    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-    "gt": np.greater, "ge": np.greater_equal,
+    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
+    "greater": np.greater, "greater_equal": np.greater_equal,
     "logical_and": np.logical_and, "logical_or": np.logical_or,
 }
 
@@ -136,12 +136,12 @@ def _guarded(dy, grad):
 
 
 _UNARY_GRAD = {  # (a, dy): a is the forward input for relu, else the forward output
-    "relu": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
-    "sigmoid": lambda y, dy: dy * y * (1 - y),
-    "tanh": lambda y, dy: dy * (1 - y * y),
-    "sqrt": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
-    "rsqrt": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
-    "reciprocal": lambda y, dy: _guarded(dy, -dy * y * y),
+    "relu_grad": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
+    "sigmoid_grad": lambda y, dy: dy * y * (1 - y),
+    "tanh_grad": lambda y, dy: dy * (1 - y * y),
+    "sqrt_grad": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
+    "rsqrt_grad": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
+    "reciprocal_grad": lambda y, dy: _guarded(dy, -dy * y * y),
 }
 
 
@@ -162,11 +162,11 @@ def _logsumexp(x, axis, keepdims):
 
 # ufunc.reduce directly: np.sum's Python wrapper costs more than a small sum
 _REDUCE = {
-    "sum": lambda x, axis, keepdims: np.add.reduce(x, axis, x.dtype, None, keepdims),
-    "prod": lambda x, axis, keepdims: np.multiply.reduce(x, axis, x.dtype, None, keepdims),
-    "max": lambda x, axis, keepdims: np.maximum.reduce(x, axis, None, None, keepdims, _lowest(x.dtype)),
-    "min": lambda x, axis, keepdims: np.minimum.reduce(x, axis, None, None, keepdims, _highest(x.dtype)),
-    "logsumexp": _logsumexp,
+    "reduce_sum": lambda x, axis, keepdims: np.add.reduce(x, axis, x.dtype, None, keepdims),
+    "reduce_prod": lambda x, axis, keepdims: np.multiply.reduce(x, axis, x.dtype, None, keepdims),
+    "reduce_max": lambda x, axis, keepdims: np.maximum.reduce(x, axis, None, None, keepdims, _lowest(x.dtype)),
+    "reduce_min": lambda x, axis, keepdims: np.minimum.reduce(x, axis, None, None, keepdims, _highest(x.dtype)),
+    "reduce_logsumexp": _logsumexp,
 }
 
 

@@ -34,7 +34,7 @@ def _mask(cond, like):
 
 
 # -- element-wise, one input ----------------------------------------------------
-NEG = P("negative", "unary", "neg", (lambda g, y, x: M.negative(g),), _NUMERIC)
+NEG = P("negative", "unary", "negative", (lambda g, y, x: M.negative(g),), _NUMERIC)
 ABS = P("abs", "unary", "abs", (lambda g, y, x: g * M.sign(x),), _NUMERIC)
 SIGN = P("sign", "unary", "sign", (lambda g, y, x: C.zeros_like(x),), _NUMERIC)
 SQUARE = P("square", "unary", "square", (lambda g, y, x: g * (x * 2),), _NUMERIC)
@@ -60,34 +60,34 @@ LOGICAL_NOT = P("logical_not", "unary", "logical_not", None, "b")
 
 # -- fused backward kernels (each differentiable again, for higher order) --------
 # relu_grad(x, g) = g where x > 0; it is piecewise constant in x.
-RELU_GRAD = P("relu_grad", "unary_grad", "relu",
+RELU_GRAD = P("relu_grad", "unary_grad", "relu_grad",
               (lambda gg, out, x, g: C.zeros_like(x), lambda gg, out, x, g: RELU_GRAD_FN(x, gg)), _NUMERIC)
 # sigmoid_grad(y, g) = g * y * (1 - y)
-SIGMOID_GRAD = P("sigmoid_grad", "unary_grad", "sigmoid",
+SIGMOID_GRAD = P("sigmoid_grad", "unary_grad", "sigmoid_grad",
                  (lambda gg, out, y, g: gg * g * (1 - 2 * y),
                   lambda gg, out, y, g: SIGMOID_GRAD_FN(y, gg)), _FLOAT)
 # tanh_grad(y, g) = g * (1 - y^2)
-TANH_GRAD = P("tanh_grad", "unary_grad", "tanh",
+TANH_GRAD = P("tanh_grad", "unary_grad", "tanh_grad",
               (lambda gg, out, y, g: gg * g * y * -2, lambda gg, out, y, g: TANH_GRAD_FN(y, gg)), _FLOAT)
 # sqrt_grad(y, g) = g / (2 y), and 0 where g == 0
-SQRT_GRAD = P("sqrt_grad", "unary_grad", "sqrt",
+SQRT_GRAD = P("sqrt_grad", "unary_grad", "sqrt_grad",
               (lambda gg, out, y, g: -(gg * out) / y, lambda gg, out, y, g: SQRT_GRAD_FN(y, gg)), _FLOAT)
 # rsqrt_grad(y, g) = -g y^3 / 2, and 0 where g == 0
-RSQRT_GRAD = P("rsqrt_grad", "unary_grad", "rsqrt",
+RSQRT_GRAD = P("rsqrt_grad", "unary_grad", "rsqrt_grad",
                (lambda gg, out, y, g: gg * g * M.square(y) * -1.5,
                 lambda gg, out, y, g: RSQRT_GRAD_FN(y, gg)), _FLOAT)
 # reciprocal_grad(y, g) = -g y^2, and 0 where g == 0
-RECIPROCAL_GRAD = P("reciprocal_grad", "unary_grad", "reciprocal",
+RECIPROCAL_GRAD = P("reciprocal_grad", "unary_grad", "reciprocal_grad",
                     (lambda gg, out, y, g: gg * g * y * -2,
                      lambda gg, out, y, g: RECIPROCAL_GRAD_FN(y, gg)), _FLOAT)
 
 # -- element-wise, two inputs (NumPy broadcasting) --------------------------------
 ADD = P("add", "binary", "add", (lambda g, z, x, y: _ub(g, x), lambda g, z, x, y: _ub(g, y)), _NUMERIC)
-SUB = P("subtract", "binary", "sub",
+SUB = P("subtract", "binary", "subtract",
         (lambda g, z, x, y: _ub(g, x), lambda g, z, x, y: _ub(M.negative(g), y)), _NUMERIC)
-MUL = P("multiply", "binary", "mul",
+MUL = P("multiply", "binary", "multiply",
         (lambda g, z, x, y: _ub(g * y, x), lambda g, z, x, y: _ub(g * x, y)), _NUMERIC)
-DIV = P("divide", "binary", "div",
+DIV = P("divide", "binary", "divide",
         (lambda g, z, x, y: _ub(g / y, x), lambda g, z, x, y: _ub(g * (-x / y / y), y)), _FLOAT)
 FLOORDIV = P("floordiv", "binary", "floordiv", None, _NUMERIC)
 FLOORMOD = P("floormod", "binary", "floormod",
@@ -104,12 +104,12 @@ MAXIMUM = P("maximum", "binary", "maximum",
 MINIMUM = P("minimum", "binary", "minimum",
             (lambda g, z, x, y: _ub(g * _mask(x <= y, g), x),
              lambda g, z, x, y: _ub(g * _mask(x > y, g), y)), _NUMERIC)
-EQUAL = P("equal", "binary", "eq")
-NOT_EQUAL = P("not_equal", "binary", "ne")
-LESS = P("less", "binary", "lt", kinds=_NUMERIC)
-LESS_EQUAL = P("less_equal", "binary", "le", kinds=_NUMERIC)
-GREATER = P("greater", "binary", "gt", kinds=_NUMERIC)
-GREATER_EQUAL = P("greater_equal", "binary", "ge", kinds=_NUMERIC)
+EQUAL = P("equal", "binary", "equal")
+NOT_EQUAL = P("not_equal", "binary", "not_equal")
+LESS = P("less", "binary", "less", kinds=_NUMERIC)
+LESS_EQUAL = P("less_equal", "binary", "less_equal", kinds=_NUMERIC)
+GREATER = P("greater", "binary", "greater", kinds=_NUMERIC)
+GREATER_EQUAL = P("greater_equal", "binary", "greater_equal", kinds=_NUMERIC)
 LOGICAL_AND = P("logical_and", "binary", "logical_and", kinds="b")
 LOGICAL_OR = P("logical_or", "binary", "logical_or", kinds="b")
 
@@ -149,11 +149,11 @@ def _prod_vjp(g, y, x, axes, keepdims):
     return _spread(g, x, axes) * others
 
 
-REDUCE_SUM = P("reduce_sum", "reduce", "sum", (lambda g, y, x, axes, keepdims: _spread(g, x, axes),), _NUMERIC)
-REDUCE_MAX = P("reduce_max", "reduce", "max", (_max_vjp,), _NUMERIC)
-REDUCE_MIN = P("reduce_min", "reduce", "min", (_max_vjp,), _NUMERIC)
-REDUCE_PROD = P("reduce_prod", "reduce", "prod", (_prod_vjp,), _NUMERIC)
-REDUCE_LOGSUMEXP = P("reduce_logsumexp", "reduce", "logsumexp",
+REDUCE_SUM = P("reduce_sum", "reduce", "reduce_sum", (lambda g, y, x, axes, keepdims: _spread(g, x, axes),), _NUMERIC)
+REDUCE_MAX = P("reduce_max", "reduce", "reduce_max", (_max_vjp,), _NUMERIC)
+REDUCE_MIN = P("reduce_min", "reduce", "reduce_min", (_max_vjp,), _NUMERIC)
+REDUCE_PROD = P("reduce_prod", "reduce", "reduce_prod", (_prod_vjp,), _NUMERIC)
+REDUCE_LOGSUMEXP = P("reduce_logsumexp", "reduce", "reduce_logsumexp",
                      (lambda g, y, x, axes, keepdims:
                       _spread(g, x, axes) * M.exp(x - A.reshape(y, _kept(x, axes))),), _FLOAT)
 ARGMAX = P("argmax", "arg_reduce", "argmax", None, _NUMERIC)
@@ -218,7 +218,7 @@ SOFTMAX = P("softmax", "softmax", "softmax",
 LOG_SOFTMAX = P("log_softmax", "softmax", "log_softmax",
                 (lambda g, y, x, axis: g - M.exp(y) * M.reduce_sum(g, axis, keepdims=True),), _FLOAT)
 # loss = -sum(labels * log_softmax(logits)) over axis
-SOFTMAX_XENT = P("softmax_cross_entropy", "softmax_xent", "softmax_xent",
+SOFTMAX_XENT = P("softmax_cross_entropy", "softmax_xent", "softmax_cross_entropy",
                  (lambda g, y, labels, logits, axis:
                   -(A.expand_dims(g, axis) * run(LOG_SOFTMAX, (logits,), axis=axis)),
                   lambda g, y, labels, logits, axis:
@@ -226,8 +226,8 @@ SOFTMAX_XENT = P("softmax_cross_entropy", "softmax_xent", "softmax_xent",
 
 # -- creation (no inputs: never recorded) -------------------------------------------------
 FILL = P("fill", "fill", "fill")
-RANDOM_UNIFORM = P("random_uniform", "random", "uniform")
-RANDOM_NORMAL = P("random_normal", "random", "normal")
+RANDOM_UNIFORM = P("random_uniform", "random", "random_uniform")
+RANDOM_NORMAL = P("random_normal", "random", "random_normal")
 
 # -- reading a Variable: no kernel, the value passes through; gradient is identity
 READ_VARIABLE = P("read_variable", None, None, (lambda g, out, v: g,))

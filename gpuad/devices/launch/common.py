@@ -3,7 +3,7 @@ struct of kernels/common.cuh, the block size and the launch-plan caches. (Shapes
 and strides -- broadcasting, merging axes, building Layouts -- are in ``strides``.)
 
 Kernel names follow ``<family>_<op>_<dtype suffix>[_<variant>]``, e.g.
-``binary_mul_f32_contig``; the suffixes are below.
+``binary_multiply_f32_contig``; the suffixes are below.
 """
 from __future__ import annotations
 

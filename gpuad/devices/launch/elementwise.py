@@ -66,17 +66,18 @@ _NUMERIC = _FLOATS | {"i32", "i64"}
 _ALL = _NUMERIC | {"b8"}
 
 # op -> (suffixes with a kernel, result is bool)
-_UNARY = {op: (_NUMERIC, False) for op in ("neg", "abs", "sign", "square", "relu")}
+_UNARY = {op: (_NUMERIC, False) for op in ("negative", "abs", "sign", "square", "relu")}
 _UNARY.update({op: (_FLOATS, False) for op in """sqrt rsqrt reciprocal exp log log1p expm1 sin cos tan
                tanh sigmoid softplus erf floor round""".split()})
 _UNARY["logical_not"] = (_ALL, True)
 
-_BINARY = {op: (_NUMERIC, False) for op in "add sub mul floordiv floormod pow maximum minimum".split()}
-_BINARY["div"] = (_FLOATS, False)
-_BINARY.update({op: (_ALL, True) for op in "eq ne lt le gt ge logical_and logical_or".split()})
+_BINARY = {op: (_NUMERIC, False) for op in "add subtract multiply floordiv floormod pow maximum minimum".split()}
+_BINARY["divide"] = (_FLOATS, False)
+_BINARY.update({op: (_ALL, True) for op in """equal not_equal less less_equal greater greater_equal
+                logical_and logical_or""".split()})
 
-_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid", "tanh", "sqrt", "rsqrt", "reciprocal")}
-_UNARY_GRAD["relu"] = _NUMERIC
+_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid_grad", "tanh_grad", "sqrt_grad", "rsqrt_grad", "reciprocal_grad")}
+_UNARY_GRAD["relu_grad"] = _NUMERIC
 
 # integer ops whose bad operands raise, as on the cpu device: op -> (is y bad?, message)
 _CHECKED = {
@@ -276,7 +277,7 @@ def _binary_plan(op, x, y):
     the general path must run (integer ``div``, and the checked integer ops)."""
     supported, to_bool = _binary_spec(op)
     dt = x.dtype
-    if dt.kind in "iu" and (op == "div" or op in _CHECKED):
+    if dt.kind in "iu" and (op == "divide" or op in _CHECKED):
         return False
     s = _sfx("binary", op, dt, supported)
     shape = x.shape if x.shape == y.shape else S.broadcast_shape(f"binary {op}", x.shape, y.shape)
@@ -287,7 +288,7 @@ def _binary(dev, op, x, y):
     """binary() without a cached plan: every case, checks included."""
     supported, to_bool = _binary_spec(op)
     dt = _same_dtype("binary", op, x, y)
-    if op == "div" and dt.kind in "iu":  # true division of integers: float64, as NumPy
+    if op == "divide" and dt.kind in "iu":  # true division of integers: float64, as NumPy
         x, y = cast(dev, "cast", x, _F64), cast(dev, "cast", y, _F64)
         dt = _F64
     s = _sfx("binary", op, dt, supported)
@@ -335,7 +336,7 @@ def _unary_grad_plan(op, a, dy):
     dt = _same_dtype("unary_grad", op, a, dy)
     s = _sfx("unary_grad", op, dt, supported)
     shape = a.shape if a.shape == dy.shape else S.broadcast_shape(f"unary_grad {op}", a.shape, dy.shape)
-    return _plan2(f"unary_grad_{op}_{s}", a, dy, shape, dt, False)
+    return _plan2(f"unary_{op}_{s}", a, dy, shape, dt, False)  # (op ends in _grad: unary_relu_grad_f32)
 
 
 def where(dev, op, c, x, y):

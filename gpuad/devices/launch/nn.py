@@ -1,6 +1,8 @@
-"""Launch code for ``kernels/nn.cu`` (softmax, log_softmax, softmax cross-entropy
-and its fused backward) and ``kernels/random.cu`` (Philox-4x32-10 uniform and
-normal samples, the same numbers as ``gpuad/devices/philox.py``).
+"""Launch code for ``kernels/nn.cu`` (the ``softmax`` family: softmax, log_softmax;
+``softmax_xent``: softmax_cross_entropy; and the fused backward of the latter) and
+``kernels/random.cu`` (the ``random`` family: Philox-4x32-10 random_uniform and
+random_normal samples, the same numbers as ``gpuad/devices/philox.py``). Kernels
+are named ``<op>_<dtype>[_<schedule>]``: ``softmax_cross_entropy_f32_warp``.
 
 Softmax-like kernels see each operand as rows x len along ``axis`` (any axis,
 any strides). A launch picks one of three schedules (see kernels/nn.cu):
@@ -146,7 +148,7 @@ def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
 
 def _softmax_xent_plan(op, labels, logits, axis, schedule):
     """``(out shape, kernel, work, *the kernel's arguments but out, labels and logits)``."""
-    if op != "softmax_xent":
+    if op != "softmax_cross_entropy":
         raise KeyError(op)
     sfx = _float_suffix(logits.dtype, op)
     if labels.dtype != logits.dtype:
@@ -159,7 +161,7 @@ def _softmax_xent_plan(op, labels, logits, axis, schedule):
         return out_shape, None, 0, None, None, None, None, None, None
     rshape, (yr, xr), (ya, xa), len_ = _rows(shape, axis, broadcast_strides(labels, shape),
                                              element_strides(logits))
-    kernel, work = _rows_kernel(f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
+    kernel, work = _rows_kernel(f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
     return (out_shape, kernel, work, L.make_layout(rshape, yr), L.i64(ya), L.make_layout(rshape, xr),
             L.i64(xa), L.i64(nrows), L.i64(len_))
 
@@ -190,15 +192,15 @@ def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
 
 # -- random ---------------------------------------------------------------------------------
 def random(dev, op, shape, dtype, key, offset):
-    if op not in ("uniform", "normal"):
+    if op not in ("random_uniform", "random_normal"):
         raise KeyError(op)
     dtype = np.dtype(dtype)
-    sfx = _float_suffix(dtype, f"random {op}")
+    sfx = _float_suffix(dtype, op)
     out = dev.empty(tuple(shape), dtype)
     n = out.size
     if n:
         per_block = 4 // philox.words_per_element(op, dtype)  # elements per Philox block
-        dev.launch(f"random_{op}_{sfx}", -(-n // per_block),
+        dev.launch(f"{op}_{sfx}", -(-n // per_block),
                    (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)), op=op)
     return out
 

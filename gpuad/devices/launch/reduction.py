@@ -1,5 +1,6 @@
-"""Launch code for the kernels of ``kernels/reduction.cu``: ``reduce`` (sum, max, min,
-prod, logsumexp over any set of axes) and ``arg_reduce`` (argmax, argmin over one axis).
+"""Launch code for the kernels of ``kernels/reduction.cu``: ``reduce`` (reduce_sum,
+reduce_max, reduce_min, reduce_prod, reduce_logsumexp over any set of axes; the kernels
+are ``<op>_<dtype>...``) and ``arg_reduce`` (argmax, argmin over one axis).
 
 Nothing is transposed or copied: the input is read as (kept axes, reduced axes) through
 two Layouts, the kept one row-major over the output and the reduced one in whatever order
@@ -25,8 +26,8 @@ from ..nvrtc import CudaUnavailableError
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _NUMERIC = _FLOATS + (np.dtype(np.int32), np.dtype(np.int64))
-_REDUCE_DTYPES = {"sum": _NUMERIC, "max": _NUMERIC, "min": _NUMERIC, "prod": _NUMERIC,
-                  "logsumexp": _FLOATS}
+_REDUCE_DTYPES = {"reduce_sum": _NUMERIC, "reduce_max": _NUMERIC, "reduce_min": _NUMERIC,
+                  "reduce_prod": _NUMERIC, "reduce_logsumexp": _FLOATS}
 _ARG_OPS = ("argmax", "argmin")
 
 #: Bytes per accumulator state in a partial buffer (kernels static_assert they fit).
@@ -216,7 +217,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
         red_dims.sort(key=lambda d: -d[1])
         red_dims = S.merged(red_dims)
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
-    partial, launches = _launches(dev, op, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
+    partial, launches = _launches(dev, op, f"{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
                                   n_out, n_red, columns)
     return out_shape, x.dtype, partial, launches
 
