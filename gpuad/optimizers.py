@@ -464,8 +464,20 @@ class Optimizer:
             hyper = self._hyper(f, f(lr32), step)
             hyper["lr"] = float(f(lr32))
             hyper["weight_decay"] = None if self.weight_decay is None else float(f(self.weight_decay))
-            dev.optim(self._rule, params, grad_bufs, slots, hyper, cache=cache)
+            new_params, new_slots = dev.optim(self._rule, params, grad_bufs, slots, hyper, cache=cache)
             del params, grad_bufs, slots
+            self._adopt(dev, [v for _, v in items], new_params)
+            for s, kind in enumerate(self._slots):
+                self._adopt(dev, [kind[self._index[v._id]] for _, v in items], new_slots[s])
+
+    def _adopt(self, dev, variables, bufs):
+        """Give each variable the buffer ``dev.optim`` returned for it where that is a new
+        one (the device may update a copy), and own it."""
+        for j, var in enumerate(variables):
+            if bufs[j] is not var._value._data:
+                var._value = Tensor(bufs[j], dev)
+                bufs[j] = None  # (dropped before _register counts the buffer's references)
+                self._register(var)
 
     def _hyper(self, f, lr, step) -> dict:
         """The rule's hyperparameters for variables of float type ``f`` (a NumPy

@@ -54,7 +54,8 @@ KERNEL_SET: dict[str, frozenset[str]] = {
     # creation and random numbers (counter-based Philox-4x32-10)
     "fill": frozenset({"fill"}),
     "random": frozenset("random_uniform random_normal".split()),
-    # fused optimizer steps, updating parameter and slot buffers in place (gpuad.optimizers)
+    # fused optimizer steps, all or nothing: -> (new_params, new_slots), buffers updated in
+    # place or new ones (the contract: gpuad/devices/launch/optim.py; used by gpuad.optimizers)
     "optim": frozenset("sgd adam rmsprop adagrad".split()),
 }
 

@@ -1,8 +1,8 @@
 """The ``cpu`` device: every kernel of the protocol in NumPy.
 
 Buffers are NumPy arrays. They may be read-only views (``broadcast_to``,
-``transpose``): gpuad never writes into a buffer after creating it, except
-the ``optim`` family, which updates buffers that gpuad.optimizers owns in place.
+``transpose``): this device never writes into a buffer after creating it (its
+``optim`` family updates copies and returns them).
 """
 from __future__ import annotations
 
@@ -291,7 +291,7 @@ class CpuDevice(Device):
     def fill(self, op, shape, value, dtype):
         return np.full(shape, value, dtype=dtype)
 
-    from .cpu_optim import optim  # fused optimizer steps, in place (see gpuad/devices/cpu_optim.py)
+    from .cpu_optim import optim  # fused optimizer steps, on copies (see gpuad/devices/cpu_optim.py)
 
     def random(self, op, shape, dtype, key, offset):
         n = math.prod(shape)
