@@ -565,9 +565,10 @@ def adam_workload(dev, be, n, rng):
     theirs = [be.upload(a) for a in state]
     tables = {}  # the optimizer's pointer-table cache: steady-state steps upload nothing
 
-    def gpuad_step():
+    def gpuad_step():  # in place on a kernel device: the buffers it returns are ours
         p, g, m, v = ours
-        dev.optim("adam", [p], [g], [[m], [v]], ADAM, cache=tables)
+        (p,), ((m,), (v,)) = dev.optim("adam", [p], [g], [[m], [v]], ADAM, cache=tables)
+        ours[0], ours[2], ours[3] = p, m, v
         return p
 
     def peer_step():
@@ -579,8 +580,8 @@ def adam_workload(dev, be, n, rng):
         return p
 
     def reference():
-        p, g, m, v = (a.copy() for a in state)
-        get("cpu").optim("adam", [p], [g], [[m], [v]], ADAM)
+        p, g, m, v = state
+        (p,), _ = get("cpu").optim("adam", [p], [g], [[m], [v]], ADAM)
         return p
 
     return Workload("adam", "fused Adam step (optim family)", TARGET_OPTIM, 28 * n, gpuad_step, peer_step,

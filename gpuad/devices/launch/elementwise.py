@@ -126,7 +126,7 @@ def _contiguous_as(buf, n) -> bool:
 # A plan's shape is a tuple and its dtype a NumPy dtype, so outputs are allocated by
 # the launcher directly (``dev.empty`` would only normalise those two).
 
-_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
+_PLAN_CAP = L.PLAN_CAP  # (common.py says why plans are capped)
 
 _unary_plans: dict = {}
 _binary_plans: dict = {}

@@ -93,7 +93,7 @@ def slice_geometry(shape, strides, key):
 # asks the launcher for that allocation itself when it would fail (a negative size),
 # so that the same error comes first.
 
-_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
+_PLAN_CAP = L.PLAN_CAP  # (common.py says why plans are capped)
 
 _layout_plans: dict = {}
 _concat_plans: dict = {}
