@@ -1,8 +1,12 @@
 """Launch code for the kernels of ``kernels/{unary,binary,cast}.cu``: the ``unary``,
 ``binary``, ``unary_grad``, ``where``, ``cast`` and ``fill`` families.
 
-Each function has the signature of the cpu device's method (minus ``self``) and
-returns a new C-contiguous buffer equal to the cpu device's result. Every value
+Each function has the signature of the cpu device's method (with the device as
+``dev`` for ``self``: :class:`KernelDevice` binds them as its methods) and
+returns a new C-contiguous buffer equal to the cpu device's result. Kernels are
+``unary_<op>_...``, ``binary_<op>_...`` with ``op`` the primitive's name
+(``binary_multiply_f32_contig``; the unary_grad ops end in ``_grad``:
+``unary_relu_grad_f32_contig``). Every value
 comes from a kernel; NumPy only handles shapes, strides and scalar arguments.
 
 Kernel choice, per call (cheapest first):
@@ -14,7 +18,7 @@ Kernel choice, per call (cheapest first):
 - ``_strided``: anything else -- NumPy broadcasting, transposed and negative- or
   zero-stride views -- through one ``Layout`` per operand over the output's
   shape, after dropping size-1 axes and merging axes that are contiguous in
-  every operand (so most broadcasts run at rank 1 or 2).
+  every operand (``strides.layouts``; most broadcasts run at rank 1 or 2).
 
 Integer errors (the cpu device raises :class:`InvalidArgumentError`): integer
 ``pow`` with a negative exponent and integer ``floordiv``/``floormod`` by zero.
@@ -27,10 +31,10 @@ flag, launch or transfer is needed. Float operands are never checked (IEEE
 results, as on the cpu).
 
 Dtypes: what the op layer sends, and more (the cpu device's NumPy results):
-neg/abs/sign/square/relu and the arithmetic binaries for float32/float64/int32/
-int64; the transcendental unaries and the sqrt/rsqrt/reciprocal/sigmoid/tanh
-grads for floats (relu grad also for ints); ``logical_not``, comparisons and
-logical ops for all five dtypes (giving bool); ``div`` of integers casts both to
+negative/abs/sign/square/relu and the arithmetic binaries for float32/float64/
+int32/int64; the transcendental unaries and sqrt_grad/rsqrt_grad/reciprocal_grad/
+sigmoid_grad/tanh_grad for floats (relu_grad also for ints); ``logical_not``,
+comparisons and logical ops for all five dtypes (giving bool); ``divide`` of integers casts both to
 float64 first (NumPy's true division); ``where`` with any condition dtype (cast to
 bool first) and any value dtype; ``cast`` and ``fill`` between/for all five.
 Mixed operand dtypes (NumPy would promote) raise TypeError: the op layer never
@@ -43,7 +47,7 @@ per such key in a bounded dict (:data:`_PLAN_CAP` entries, emptied when full; ke
 hold no buffers), so a repeated op does no shape arithmetic, dtype lookup or string
 formatting: its host work is one dict lookup, the allocation and the launch. Errors
 are never cached (a key that raises is worked out, and raises, on every call), and
-the integer paths with checks (``div``, ``pow``, ``floordiv``, ``floormod`` of
+the integer paths with checks (``divide``, ``pow``, ``floordiv``, ``floormod`` of
 integers) take the general path every time.
 """
 from __future__ import annotations
