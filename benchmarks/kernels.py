@@ -10,7 +10,7 @@ bytes it must move (each input read once, each output written once) divided
 by its time, in GB/s (10^9 bytes/s), and that as a percentage of the copy
 bandwidth measured in the same run. The kernels are called through the public
 device protocol (``dev = gpuad.devices.get("cuda:0")``; ``dev.unary("exp",
-buf)``, ``dev.reduce("sum", buf, axes=..., keepdims=False)``, ...), so the
+buf)``, ``dev.reduce("reduce_sum", buf, axes=..., keepdims=False)``, ...), so the
 launch layer's host work is part of each call, as it is for gpuad's ops.
 
 With N = ``--elements`` float32 elements (default 64M = 2^26):
@@ -525,13 +525,13 @@ def make_workloads(dev, be, n, rng):
           lambda: dev.binary("add", X, b), lambda: X + b,
           lambda: Xh + bh, _exact, f"({rows}, {ROW}) + ({ROW},)"),
         W("sum_all", "reduce sum, all axes", TARGET_OTHER, 4 * n + 4,
-          lambda: dev.reduce("sum", XI, axes=(0, 1), keepdims=False), lambda: XI.sum(),
+          lambda: dev.reduce("reduce_sum", XI, axes=(0, 1), keepdims=False), lambda: XI.sum(),
           lambda: np.asarray(ih.astype(np.float64).sum()), _exact, f"({rows}, {ROW}) -> ()"),
         W("sum_last", "reduce sum, last axis", TARGET_OTHER, 4 * n + 4 * rows,
-          lambda: dev.reduce("sum", XI, axes=(1,), keepdims=False), lambda: XI.sum(axis=1),
+          lambda: dev.reduce("reduce_sum", XI, axes=(1,), keepdims=False), lambda: XI.sum(axis=1),
           lambda: XIh.astype(np.float64).sum(axis=1), _exact, f"({rows}, {ROW}) -> ({rows},)"),
         W("sum_first", "reduce sum, first axis", TARGET_OTHER, 4 * n + 4 * ROW,
-          lambda: dev.reduce("sum", XI, axes=(0,), keepdims=False), lambda: XI.sum(axis=0),
+          lambda: dev.reduce("reduce_sum", XI, axes=(0,), keepdims=False), lambda: XI.sum(axis=0),
           lambda: XIh.astype(np.float64).sum(axis=0), _exact, f"({rows}, {ROW}) -> ({ROW},)"),
         W("transpose", "transpose (tiled)", TARGET_OTHER, 8 * n,
           lambda: dev.layout("transpose", XT, perm=(1, 0)), lambda: xp.ascontiguousarray(XT.T),
@@ -565,9 +565,10 @@ def adam_workload(dev, be, n, rng):
     theirs = [be.upload(a) for a in state]
     tables = {}  # the optimizer's pointer-table cache: steady-state steps upload nothing
 
-    def gpuad_step():
+    def gpuad_step():  # in place on a kernel device: the buffers it returns are ours
         p, g, m, v = ours
-        dev.optim("adam", [p], [g], [[m], [v]], ADAM, cache=tables)
+        (p,), ((m,), (v,)) = dev.optim("adam", [p], [g], [[m], [v]], ADAM, cache=tables)
+        ours[0], ours[2], ours[3] = p, m, v
         return p
 
     def peer_step():
@@ -579,8 +580,8 @@ def adam_workload(dev, be, n, rng):
         return p
 
     def reference():
-        p, g, m, v = (a.copy() for a in state)
-        get("cpu").optim("adam", [p], [g], [[m], [v]], ADAM)
+        p, g, m, v = state
+        (p,), _ = get("cpu").optim("adam", [p], [g], [[m], [v]], ADAM)
         return p
 
     return Workload("adam", "fused Adam step (optim family)", TARGET_OPTIM, 28 * n, gpuad_step, peer_step,

@@ -4,7 +4,7 @@ beside PyTorch eager's time per op on tiny CPU tensors.
 
 What is measured
 ----------------
-A :class:`gpuad.devices.cuda.KernelDevice` (the launch layer shared by the
+A :class:`gpuad.devices.launch.KernelDevice` (the launch layer shared by the
 ``cuda`` and ``emulated`` devices) is built over a *do-nothing launcher*: it has
 the interface of the emulated device's ``HostLauncher`` (``name``, ``kind``,
 ``max_blocks``, ``empty``, ``from_host``, ``to_host``, ``launch``,
@@ -18,7 +18,7 @@ layouts, launch shape, argument packing). On ``cuda`` add CuPy's own cost of
 Rows:
 
 - ``dev.<family>``: one device-protocol call as the op layer makes it
-  (``dev.binary("mul", a, b)``, ``dev.reduce("sum", a, axes=(1,), keepdims=False)``,
+  (``dev.binary("multiply", a, b)``, ``dev.reduce("reduce_sum", a, axes=(1,), keepdims=False)``,
   ...), on (ROWS, COLS) float32 buffers (default 64 x 128; the figures do not
   depend on the size, nothing is computed);
 - ``op:``: the public eager op (``x * y`` on ``gpuad.Tensor`` s placed on that
@@ -61,6 +61,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -125,21 +126,21 @@ class NullLauncher:
 # namespace each statement runs in: see _gpuad_namespace and _torch_namespace.
 ROWS = [
     ("dev.unary exp", 'dev.unary("exp", a)', "torch.exp(a)"),
-    ("dev.binary mul", 'dev.binary("mul", a, b)', "torch.mul(a, b)"),
-    ("dev.binary mul scalar", 'dev.binary("mul", a, s)', "torch.mul(a, s)"),
+    ("dev.binary multiply", 'dev.binary("multiply", a, b)', "torch.mul(a, b)"),
+    ("dev.binary multiply scalar", 'dev.binary("multiply", a, s)', "torch.mul(a, s)"),
     ("dev.binary add row (R,C)+(C,)", 'dev.binary("add", a, row)', "torch.add(a, row)"),
     ("dev.binary add col (R,C)+(R,1)", 'dev.binary("add", a, col)', "torch.add(a, col)"),
     ("dev.binary add transposed", 'dev.binary("add", at, bt)', "torch.add(at, bt)"),
-    ("dev.unary_grad tanh", 'dev.unary_grad("tanh", a, b)', "tanh_backward(b, a)"),
+    ("dev.unary_grad tanh_grad", 'dev.unary_grad("tanh_grad", a, b)', "tanh_backward(b, a)"),
     ("dev.where contiguous", 'dev.where("where", c, a, b)', "torch.where(c, a, b)"),
     ("dev.cast f32->f64", 'dev.cast("cast", a, F64)', "a.to(torch.float64)"),
     ("dev.fill (R,C)", 'dev.fill("fill", SHAPE, 1.0, F32)', "torch.full(SHAPE, 1.0)"),
-    ("dev.reduce sum axis -1", 'dev.reduce("sum", a, axes=(1,), keepdims=False)', "torch.sum(a, -1)"),
-    ("dev.reduce sum all", 'dev.reduce("sum", a, axes=(0, 1), keepdims=False)', "torch.sum(a)"),
-    ("dev.reduce sum axis 0", 'dev.reduce("sum", a, axes=(0,), keepdims=False)', "torch.sum(a, 0)"),
+    ("dev.reduce reduce_sum axis -1", 'dev.reduce("reduce_sum", a, axes=(1,), keepdims=False)', "torch.sum(a, -1)"),
+    ("dev.reduce reduce_sum all", 'dev.reduce("reduce_sum", a, axes=(0, 1), keepdims=False)', "torch.sum(a)"),
+    ("dev.reduce reduce_sum axis 0", 'dev.reduce("reduce_sum", a, axes=(0,), keepdims=False)', "torch.sum(a, 0)"),
     ("dev.arg_reduce argmax -1", 'dev.arg_reduce("argmax", a, axis=1)', "torch.argmax(a, -1)"),
     ("dev.softmax -1", 'dev.softmax("softmax", a, axis=1)', "torch.softmax(a, -1)"),
-    ("dev.softmax_xent -1", 'dev.softmax_xent("softmax_xent", lab, a, axis=1)',
+    ("dev.softmax_xent softmax_cross_entropy -1", 'dev.softmax_xent("softmax_cross_entropy", lab, a, axis=1)',
      'cross_entropy(a, lab, reduction="none")'),
     ("dev.layout reshape", 'dev.layout("reshape", a, shape=RSHAPE)', "a.reshape(RSHAPE)"),
     ("dev.layout transpose", 'dev.layout("transpose", a, perm=(1, 0))', "a.permute(1, 0).contiguous()"),
@@ -254,16 +255,43 @@ def measure(timers: dict, repeats, target) -> dict:
             for k, v in runs.items()}
 
 
+def _kernel_device_class(module):
+    """``KernelDevice`` of the gpuad package ``module``: from ``gpuad.devices.launch``, or, in a
+    checkout from before that package, the class of its emulated device (the same class)."""
+    try:
+        return importlib.import_module(module.__name__ + ".devices.launch").KernelDevice
+    except ModuleNotFoundError:
+        return type(module.devices.get("emulated"))
+
+
+#: The op names of the device protocol before they became the primitives' names
+#: (new -> old), so that ``--baseline`` can time a checkout from before that change.
+_OLD_OP_NAMES = {
+    "negative": "neg", "subtract": "sub", "multiply": "mul", "divide": "div", "equal": "eq",
+    "not_equal": "ne", "less": "lt", "less_equal": "le", "greater": "gt", "greater_equal": "ge",
+    **{f"{op}_grad": op for op in ("relu", "sigmoid", "tanh", "sqrt", "rsqrt", "reciprocal")},
+    **{f"reduce_{op}": op for op in ("sum", "max", "min", "prod", "logsumexp")},
+    "softmax_cross_entropy": "softmax_xent", "random_uniform": "uniform", "random_normal": "normal",
+}
+
+
+def _for_checkout(stmt, module):
+    """``stmt`` with its op names as the gpuad package ``module`` spells them."""
+    if "multiply" in module.devices.KERNEL_SET["binary"]:
+        return stmt
+    return re.sub(r'"(\w+)"', lambda m: f'"{_OLD_OP_NAMES.get(m.group(1), m.group(1))}"', stmt)
+
+
 class GpuadSide:
     """One gpuad package (this checkout's, or a baseline's) over a NullLauncher."""
 
     def __init__(self, module, rows, cols):
         self.ad = module
-        kernel_device = importlib.import_module(module.__name__ + ".devices.cuda").KernelDevice
-        self.dev = kernel_device(NullLauncher())
+        self.dev = _kernel_device_class(module)(NullLauncher())
         self.ns = _gpuad_namespace(module, self.dev, rows, cols)
 
     def timer(self, stmt, setup):
+        stmt = _for_checkout(stmt, self.ad)
         if not setup:
             return make_timer(stmt, self.ns)
         inner = make_timer(stmt, self.ns, setup, TEARDOWN)

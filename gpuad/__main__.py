@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                     ".md, .png and .log.")
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.run)
-    from .devices.cuda import kernels_command
+    from .devices import kernels_command
     kernels = sub.add_parser(
         "kernels", help="compile every CUDA kernel family with NVRTC for chosen GPU architectures "
                         "(no GPU needed): fill the disk cache, --check, or --emit ptx|cubin",

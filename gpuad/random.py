@@ -19,7 +19,7 @@ from . import devices as _devices
 from . import dtypes as _dtypes
 from .devices import philox
 from .ops import table as T
-from .ops.core import _OLD_OP, bind
+from .ops.core import bind
 from .tensor import Tensor
 
 __all__ = ["set_seed", "normal", "uniform"]
@@ -47,7 +47,7 @@ class _Stream:
 
     def claim(self, op: str, n: int, dtype) -> tuple[int, int]:
         """The (key, block offset) for a draw of ``n`` values; advances the stream."""
-        blocks = (n * philox.words_per_element(_OLD_OP.get(op, op), dtype) + 3) // 4
+        blocks = (n * philox.words_per_element(op, dtype) + 3) // 4
         with _lock:
             key = _global_seed | (self.op_seed << 32)
             offset = _offsets.get(self.op_seed, 0)

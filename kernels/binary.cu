@@ -1,5 +1,6 @@
 // The binary family (binary_<op>_<sfx>_{contig,sx,sy,strided}, binary_check_*) and
-// where (where_<sfx>_*). Functors and loops: elementwise.cuh.
+// where (where_<sfx>_*); <op> is the primitive's name (gpuad/ops/table.py), the
+// functor keeps its short name (multiply -> Mul). Functors and loops: elementwise.cuh.
 #include "elementwise.cuh"
 
 // ---- binary: binary_<op>_<sfx>_{contig,sx,sy,strided} ---------------------
@@ -54,20 +55,20 @@
     GPUAD_EW_BINARY(op, Fn, b8, bool, bool)
 
 GPUAD_EW_BINARY_FI(add, Add)
-GPUAD_EW_BINARY_FI(sub, Sub)
-GPUAD_EW_BINARY_FI(mul, Mul)
-GPUAD_EW_BINARY_F(div, Div)
+GPUAD_EW_BINARY_FI(subtract, Sub)
+GPUAD_EW_BINARY_FI(multiply, Mul)
+GPUAD_EW_BINARY_F(divide, Div)
 GPUAD_EW_BINARY_FI_CHECKED(floordiv, FloorDiv, ZeroDivisor)
 GPUAD_EW_BINARY_FI_CHECKED(floormod, FloorMod, ZeroDivisor)
 GPUAD_EW_BINARY_FI_CHECKED(pow, Pow, NegativeExponent)
 GPUAD_EW_BINARY_FI(maximum, Maximum)
 GPUAD_EW_BINARY_FI(minimum, Minimum)
-GPUAD_EW_BINARY_TO_BOOL(eq, Eq)
-GPUAD_EW_BINARY_TO_BOOL(ne, Ne)
-GPUAD_EW_BINARY_TO_BOOL(lt, Lt)
-GPUAD_EW_BINARY_TO_BOOL(le, Le)
-GPUAD_EW_BINARY_TO_BOOL(gt, Gt)
-GPUAD_EW_BINARY_TO_BOOL(ge, Ge)
+GPUAD_EW_BINARY_TO_BOOL(equal, Eq)
+GPUAD_EW_BINARY_TO_BOOL(not_equal, Ne)
+GPUAD_EW_BINARY_TO_BOOL(less, Lt)
+GPUAD_EW_BINARY_TO_BOOL(less_equal, Le)
+GPUAD_EW_BINARY_TO_BOOL(greater, Gt)
+GPUAD_EW_BINARY_TO_BOOL(greater_equal, Ge)
 GPUAD_EW_BINARY_TO_BOOL(logical_and, LogicalAnd)
 GPUAD_EW_BINARY_TO_BOOL(logical_or, LogicalOr)
 

@@ -3,7 +3,7 @@
 //
 // Every kernel is a grid-stride loop over the n elements of a C-contiguous output,
 // correct for any launch shape. Variants (the launch code in
-// gpuad/devices/cuda/elementwise.py picks one per call):
+// gpuad/devices/launch/elementwise.py picks one per call):
 //
 //   <family>_<op>_<sfx>_contig   every operand C-contiguous with the output's size;
 //                                16-byte vector loads/stores (float4, double2, ...)

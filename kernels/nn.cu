@@ -20,7 +20,8 @@
 //           neighbouring threads read neighbouring rows, so loads coalesce)
 //   softmax_<sfx>_*          (out, out_rows, out_axis, x, x_rows, x_axis, nrows, len)
 //   log_softmax_<sfx>_*      same
-//   softmax_xent_<sfx>_*     (out, labels, lab_rows, lab_axis, logits, lg_rows, lg_axis, nrows, len)
+//   softmax_cross_entropy_<sfx>_*
+//                            (out, labels, lab_rows, lab_axis, logits, lg_rows, lg_axis, nrows, len)
 //                            out[r] = -sum_l labels * log_softmax(logits)  (out contiguous)
 //   softmax_xent_bwd_<sfx>_* (out, out_rows, out_axis, g, g_rows, labels, lab_rows, lab_axis,
 //                             logits, lg_rows, lg_axis, nrows, len)
@@ -184,10 +185,9 @@ __device__ __forceinline__ void run_block(T* out, const Layout& orows, int64_t o
         const gpuad_nn::Operand<T> xo{x, &x_rows, x_axis}, none{nullptr, &x_rows, 0};                          \
         gpuad_nn::run_##sched<gpuad_nn::kLogSoftmax, T>(out, out_rows, out_axis, xo, none, none, nrows, len);  \
     }                                                                                                           \
-    extern "C" __global__ void softmax_xent_##sfx##_##sched(T* __restrict__ out, const T* __restrict__ labels,  \
-                                                            Layout lab_rows, int64_t lab_axis,                  \
-                                                            const T* __restrict__ logits, Layout lg_rows,       \
-                                                            int64_t lg_axis, int64_t nrows, int64_t len) {      \
+    extern "C" __global__ void softmax_cross_entropy_##sfx##_##sched(                                          \
+        T* __restrict__ out, const T* __restrict__ labels, Layout lab_rows, int64_t lab_axis,                  \
+        const T* __restrict__ logits, Layout lg_rows, int64_t lg_axis, int64_t nrows, int64_t len) {           \
         const gpuad_nn::Operand<T> xo{logits, &lg_rows, lg_axis}, yo{labels, &lab_rows, lab_axis},             \
             none{nullptr, &lg_rows, 0};                                                                         \
         gpuad_nn::run_##sched<gpuad_nn::kXent, T>(out, lg_rows, 0, xo, yo, none, nrows, len);                  \

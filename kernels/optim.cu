@@ -2,7 +2,7 @@
 //
 // One launch updates every parameter tensor of an optimizer step (of one dtype),
 // in place: the parameters and their slot variables (momentum, velocity, ...).
-// The launch code is gpuad/devices/cuda/optim.py; the update rules are Keras 3's
+// The launch code is gpuad/devices/launch/optim.py; the update rules are Keras 3's
 // and the arithmetic is that of gpuad/devices/cpu.py (the `optim` method), one
 // rounding per operation, in the same order:
 //

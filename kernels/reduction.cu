@@ -1,7 +1,8 @@
-// Reductions: reduce_<op>_<sfx>[_partial|_combine] (sum max min prod logsumexp over any
-// set of axes) and arg_reduce_<op>_<sfx>[_partial|_combine] (argmax argmin over one axis).
+// Reductions: <op>_<sfx>[_partial|_combine] for the ops reduce_sum, reduce_max, reduce_min,
+// reduce_prod and reduce_logsumexp (over any set of axes), and arg_reduce_<op>_<sfx>[_partial|
+// _combine] for argmax and argmin (over one axis).
 //
-// The launch layer (gpuad/devices/cuda/reduction.py) reads the input as (kept, reduced)
+// The launch layer (gpuad/devices/launch/reduction.py) reads the input as (kept, reduced)
 // without moving it: `kept` is the Layout of the kept axes (row-major over the output),
 // `red` the Layout of the reduced axes (any order, strides possibly flipped, adjacent axes
 // merged), `base` the element offset both are relative to. Output element o reduces

@@ -1,5 +1,6 @@
 // The unary family (unary_<op>_<sfx>_{contig,strided}) and the fused backward
-// kernels of the unary_grad family. Functors and loops: elementwise.cuh.
+// kernels of the unary_grad family, whose ops end in _grad (unary_relu_grad_f32_contig).
+// <op> is the primitive's name (gpuad/ops/table.py). Functors and loops: elementwise.cuh.
 #include "elementwise.cuh"
 
 // ---- unary: unary_<op>_<sfx>_{contig,strided} -----------------------------
@@ -20,7 +21,7 @@
     GPUAD_EW_UNARY(op, Fn, i32, int32_t, int32_t) \
     GPUAD_EW_UNARY(op, Fn, i64, int64_t, int64_t)
 
-GPUAD_EW_UNARY_FI(neg, Neg)
+GPUAD_EW_UNARY_FI(negative, Neg)
 GPUAD_EW_UNARY_FI(abs, Abs)
 GPUAD_EW_UNARY_FI(sign, Sign)
 GPUAD_EW_UNARY_FI(square, Square)
@@ -47,13 +48,13 @@ GPUAD_EW_UNARY(logical_not, LogicalNot, i32, int32_t, bool)
 GPUAD_EW_UNARY(logical_not, LogicalNot, i64, int64_t, bool)
 GPUAD_EW_UNARY(logical_not, LogicalNot, b8, bool, bool)
 
-// ---- unary_grad: unary_grad_<op>_<sfx>_{contig,strided}(out, a, dy, ...) ----
+// ---- unary_grad: unary_<op>_<sfx>_{contig,strided}(out, a, dy, ...), op = <fn>_grad ----
 #define GPUAD_EW_GRAD(op, Fn, sfx, T)                                                                          \
-    extern "C" __global__ void unary_grad_##op##_##sfx##_contig(T* __restrict__ out, const T* __restrict__ a, \
+    extern "C" __global__ void unary_##op##_##sfx##_contig(T* __restrict__ out, const T* __restrict__ a, \
                                                                  const T* __restrict__ dy, int64_t n) {       \
         gpuad_ew::map_contig(out, n, nullptr, gpuad_ew::Fn(), gpuad_ew::Array<T>{a}, gpuad_ew::Array<T>{dy}); \
     }                                                                                                          \
-    extern "C" __global__ void unary_grad_##op##_##sfx##_strided(T* __restrict__ out, const T* __restrict__ a,\
+    extern "C" __global__ void unary_##op##_##sfx##_strided(T* __restrict__ out, const T* __restrict__ a,\
                                                                   Layout la, const T* __restrict__ dy,         \
                                                                   Layout ldy, int64_t n) {                     \
         gpuad_ew::map_strided(out, n, nullptr, gpuad_ew::Fn(), a, la, dy, ldy);                                \
@@ -62,14 +63,14 @@ GPUAD_EW_UNARY(logical_not, LogicalNot, b8, bool, bool)
     GPUAD_EW_GRAD(op, Fn, f32, float) \
     GPUAD_EW_GRAD(op, Fn, f64, double)
 
-GPUAD_EW_GRAD_F(relu, ReluGrad)
-GPUAD_EW_GRAD(relu, ReluGrad, i32, int32_t)
-GPUAD_EW_GRAD(relu, ReluGrad, i64, int64_t)
-GPUAD_EW_GRAD_F(sigmoid, SigmoidGrad)
-GPUAD_EW_GRAD_F(tanh, TanhGrad)
-GPUAD_EW_GRAD_F(sqrt, SqrtGrad)
-GPUAD_EW_GRAD_F(rsqrt, RsqrtGrad)
-GPUAD_EW_GRAD_F(reciprocal, ReciprocalGrad)
+GPUAD_EW_GRAD_F(relu_grad, ReluGrad)
+GPUAD_EW_GRAD(relu_grad, ReluGrad, i32, int32_t)
+GPUAD_EW_GRAD(relu_grad, ReluGrad, i64, int64_t)
+GPUAD_EW_GRAD_F(sigmoid_grad, SigmoidGrad)
+GPUAD_EW_GRAD_F(tanh_grad, TanhGrad)
+GPUAD_EW_GRAD_F(sqrt_grad, SqrtGrad)
+GPUAD_EW_GRAD_F(rsqrt_grad, RsqrtGrad)
+GPUAD_EW_GRAD_F(reciprocal_grad, ReciprocalGrad)
 
 // Families may share one module: leave no macros behind.
 #undef GPUAD_EW_UNARY

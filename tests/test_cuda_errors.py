@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad.devices.cuda import KernelCompileError, KernelDevice, KernelLaunchError
-from gpuad.devices.cuda.cupy_launcher import CupyLauncher, allocate_with_retry
+from gpuad.devices.cuda import CupyLauncher, allocate_with_retry
+from gpuad.devices.launch import KernelCompileError, KernelDevice, KernelLaunchError
 from gpuad.devices.host_build import HostBuildError, HostLaunchError, HostModule
 from gpuad.devices.kernel_sources import kernel_dir
 
@@ -199,7 +199,7 @@ def test_cupy_launcher_allocations_retry_then_raise(monkeypatch):
 def fake_nvrtc(monkeypatch, tmp_path):
     """NVRTC replaced: every family "compiles" to a file in tmp_path, or, for the
     families in ``broken`` (a dict family -> log), fails with that log."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
     calls, broken = [], {}
 
     def compile_family(family, arch, directory=None, cache=None):
@@ -281,7 +281,7 @@ def test_cupy_launcher_reductions_size_grids_from_occupancy(monkeypatch, fake_nv
     monkeypatch.setitem(sys.modules, "cupy", cp)
     dev = KernelDevice(CupyLauncher(0))
     x = np.ones((64, 5000), np.float32)
-    dev.reduce("sum", x, (1,), False)
+    dev.reduce("reduce_sum", x, (1,), False)
     dev.arg_reduce("argmax", x, 0)
     launched = [name for name, _ in cp.state["launched"]]
     assert launched and all(name.startswith(("reduce_sum_f32", "arg_reduce_argmax_f32")) for name in launched)
@@ -304,7 +304,7 @@ def test_cupy_launcher_module_load_failure_names_the_file(monkeypatch, fake_nvrt
 def test_missing_nvrtc_is_named_with_its_pip_line_not_a_launch_error(monkeypatch):
     """A GPU without NVRTC: the launch raises CudaUnavailableError naming the library and
     the pip line, not a KernelLaunchError with a hint about asynchronous kernels."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
 
     def missing():
         raise nvrtc.NvrtcUnavailableError("NVRTC ... was not found (libnvrtc.so.13). Install it with "
@@ -353,8 +353,8 @@ def test_emulated_compile_error_names_the_kernel_and_shows_the_log(broken_launch
 @needs_emulated
 def test_emulated_compile_error_through_an_op_names_the_op(broken_launcher):
     dev = KernelDevice(broken_launcher)
-    with pytest.raises(KernelCompileError, match=r"kernel unary_neg_f32_contig \(op neg\)"):
-        dev.unary("neg", np.ones(4, np.float32))
+    with pytest.raises(KernelCompileError, match=r"kernel unary_negative_f32_contig \(op negative\)"):
+        dev.unary("negative", np.ones(4, np.float32))
 
 
 @needs_emulated
@@ -402,19 +402,50 @@ def test_emulated_launch_error_names_kernel_and_op(monkeypatch, sync):
 
 
 @needs_emulated
+def test_every_family_names_its_op_in_launch_errors():
+    """Each family function hands its op to KernelDevice.launch (and copy_bytes), so a failed
+    launch names the op of the protocol call whatever the family."""
+    class Failing(_host_launcher()):
+        def launch(self, kernel, grid, block, args, shared_mem=0):
+            raise HostLaunchError("injected failure", 7, kernel)
+
+        def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
+            raise RuntimeError("injected copy failure")
+
+    dev = KernelDevice(Failing(poison=True))
+    f32 = np.dtype(np.float32)
+    x, c, idx = np.ones((4, 6), f32), np.ones((4, 6), bool), np.array([0, 2], np.int64)
+    sgd = dict(lr=0.1, weight_decay=None, momentum=0.0, nesterov=False)
+    calls = [
+        ("unary", "exp", (x,), {}), ("binary", "multiply", (x, x), {}), ("unary_grad", "tanh_grad", (x, x), {}),
+        ("where", "where", (c, x, x), {}), ("cast", "cast", (x, np.float64), {}), ("fill", "fill", ((3,), 1.0, f32), {}),
+        ("reduce", "reduce_sum", (x, (1,), False), {}), ("arg_reduce", "argmax", (x, 1), {}),
+        ("layout", "transpose", (x,), {"perm": (1, 0)}), ("concat", "concat", (x, x), {"axis": 0}),
+        ("gather", "gather", (x, idx, 0), {}), ("gather", "scatter_add", (x[:2], idx, 0, (4, 6)), {}),
+        ("one_hot", "one_hot", (idx, 3, 1.0, 0.0, f32), {}), ("softmax", "log_softmax", (x, 1), {}),
+        ("softmax_xent", "softmax_cross_entropy", (x, x, 1), {}), ("random", "random_normal", ((8,), f32, 1, 0), {}),
+        ("optim", "sgd", ([x.copy()], [x], [], sgd), {}),
+    ]
+    for family, op, args, kwargs in calls:
+        with pytest.raises(KernelLaunchError) as e:
+            getattr(dev, family)(op, *args, **kwargs)
+        assert e.value.op == op and f"(op {op}) on device emulated failed: injected" in str(e.value), (family, op)
+
+
+@needs_emulated
 def test_gpuad_sync_synchronizes_once_per_launch(monkeypatch):
     monkeypatch.delenv("GPUAD_SYNC", raising=False)
     launcher = _counting_launcher()
     dev = KernelDevice(launcher)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    dev.binary("mul", x, x)
+    dev.binary("multiply", x, x)
     assert launcher.launches >= 1 and launcher.syncs == 0
 
     monkeypatch.setenv("GPUAD_SYNC", "1")
     launcher = _counting_launcher()
     dev = KernelDevice(launcher)
-    np.testing.assert_array_equal(dev.binary("mul", x, x), x * x)
-    dev.reduce("sum", x, (1,), False)
+    np.testing.assert_array_equal(dev.binary("multiply", x, x), x * x)
+    dev.reduce("reduce_sum", x, (1,), False)
     dev.unary("exp", x.T)
     assert launcher.launches >= 3
     assert launcher.syncs == launcher.launches
@@ -472,36 +503,36 @@ def _cupy_with_one_gpu(monkeypatch, *, cublas: bool, capability="90"):
 
 
 def test_probe_refuses_a_gpu_without_nvrtc(monkeypatch):
-    from gpuad.devices.cuda import cupy_launcher, nvrtc
+    from gpuad.devices import cuda, nvrtc
 
     def missing():
         raise nvrtc.NvrtcUnavailableError("NVRTC was not found (libnvrtc.so.13). Install it with "
                                           "pip install 'cuda-toolkit[nvrtc]==13.*'")
     monkeypatch.setattr(nvrtc, "_nvrtc", missing)
     _cupy_with_one_gpu(monkeypatch, cublas=True)
-    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"libnvrtc.*pip install.*GPUAD_DEVICE=cpu"):
-        cupy_launcher.probe()
+    with pytest.raises(cuda.CudaUnavailableError, match=r"libnvrtc.*pip install.*GPUAD_DEVICE=cpu"):
+        cuda.probe()
 
 
 def test_probe_refuses_a_gpu_without_cublas(monkeypatch):
-    from gpuad.devices.cuda import cupy_launcher, nvrtc
+    from gpuad.devices import cuda, nvrtc
     monkeypatch.setattr(nvrtc, "nvrtc_version", lambda: (13, 0))
     monkeypatch.setattr(nvrtc, "supported_archs", lambda: (75, 80, 86, 89, 90, 100, 120))
     _cupy_with_one_gpu(monkeypatch, cublas=False)
-    with pytest.raises(cupy_launcher.CudaUnavailableError,
+    with pytest.raises(cuda.CudaUnavailableError,
                        match=r"cuBLAS.*libcublas.so.13.*pip install 'cuda-toolkit\[cublas\]==13\.\*'"):
-        cupy_launcher.probe()
+        cuda.probe()
     _cupy_with_one_gpu(monkeypatch, cublas=True)
-    assert cupy_launcher.probe() == 1
+    assert cuda.probe() == 1
     # a Volta GPU with CUDA 13's NVRTC is not chosen: no kernel could be built for it
     _cupy_with_one_gpu(monkeypatch, cublas=True, capability="70")
-    with pytest.raises(cupy_launcher.CudaUnavailableError, match=r"cuda:0: .*7\.0.*gpuad\[cuda12\].*GPUAD_DEVICE=cpu"):
-        cupy_launcher.probe()
+    with pytest.raises(cuda.CudaUnavailableError, match=r"cuda:0: .*7\.0.*gpuad\[cuda12\].*GPUAD_DEVICE=cpu"):
+        cuda.probe()
 
 
 def test_nvrtc_missing_message_names_the_library_and_the_fix(monkeypatch):
     """The real loader's message when libnvrtc cannot be found (CuPy without the NVIDIA wheel)."""
-    from gpuad.devices.cuda import nvrtc
+    from gpuad.devices import nvrtc
 
     class Failing(types.ModuleType):
         def getVersion(self):

@@ -60,12 +60,12 @@ def test_launch_overhead_quick(tmp_path):
 def test_launch_overhead_against_a_baseline_checkout(tmp_path):
     """--baseline DIR imports DIR's gpuad beside this one (here: this checkout itself)."""
     out = tmp_path / "overhead.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--no-torch", "--only", "dev.binary mul",
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--no-torch", "--only", "dev.binary multiply",
                            "--baseline", str(ROOT), "--json", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, f"exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"dev.binary mul", "dev.binary mul scalar"}
+    assert set(report["results"]) == {"dev.binary multiply", "dev.binary multiply scalar"}
     for e in report["results"].values():
         assert e["baseline"]["median_us"] > 0 and math.isfinite(e["vs_baseline"])
         assert "torch" not in e and e["ratio"] is None

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gpuad as ad
-from gpuad.devices.cuda import KernelDevice
+from gpuad.devices.launch import KernelDevice
 
 O = ad.optimizers
 S = ad.optimizers.schedules

@@ -17,27 +17,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import threading
-
-from ..errors import InvalidArgumentError
 
 __all__ = ["Device", "KERNEL_SET", "get", "available", "current", "device", "info"]
 
 #: The kernel set a device implements: family -> the op names in it. A family
 #: is one method on the device, called as ``device.<family>(op, *buffers, **attrs)``.
+#: Op names are the names of the primitives of ``gpuad.ops.table`` that run them
+#: (``multiply``, ``reduce_sum``), and every CUDA kernel of an op has that name in its
+#: symbol (``binary_multiply_f32_contig``, ``reduce_sum_f32``): one name per primitive.
 KERNEL_SET: dict[str, frozenset[str]] = {
     # element-wise, NumPy broadcasting between operands
-    "unary": frozenset("""neg abs sign square sqrt rsqrt reciprocal exp log log1p expm1
+    "unary": frozenset("""negative abs sign square sqrt rsqrt reciprocal exp log log1p expm1
         sin cos tan tanh sigmoid relu softplus erf floor round logical_not""".split()),
-    "binary": frozenset("""add sub mul div floordiv floormod pow maximum minimum
-        eq ne lt le gt ge logical_and logical_or""".split()),
+    "binary": frozenset("""add subtract multiply divide floordiv floormod pow maximum minimum
+        equal not_equal less less_equal greater greater_equal logical_and logical_or""".split()),
     # fused backward kernels: (forward result or input, upstream gradient) -> gradient
-    "unary_grad": frozenset("relu sigmoid tanh sqrt rsqrt reciprocal".split()),
+    "unary_grad": frozenset("relu_grad sigmoid_grad tanh_grad sqrt_grad rsqrt_grad reciprocal_grad".split()),
     "where": frozenset({"where"}),
     "cast": frozenset({"cast"}),
     # reductions over a set of axes, and the index reductions over one axis
-    "reduce": frozenset("sum max min prod logsumexp".split()),
+    "reduce": frozenset("reduce_sum reduce_max reduce_min reduce_prod reduce_logsumexp".split()),
     "arg_reduce": frozenset("argmax argmin".split()),
     # linear algebra (cuBLAS on cuda)
     "matmul": frozenset({"matmul"}),
@@ -48,11 +50,12 @@ KERNEL_SET: dict[str, frozenset[str]] = {
     "one_hot": frozenset({"one_hot"}),
     # nn
     "softmax": frozenset("softmax log_softmax".split()),
-    "softmax_xent": frozenset({"softmax_xent"}),
+    "softmax_xent": frozenset({"softmax_cross_entropy"}),
     # creation and random numbers (counter-based Philox-4x32-10)
     "fill": frozenset({"fill"}),
-    "random": frozenset("uniform normal".split()),
-    # fused optimizer steps, updating parameter and slot buffers in place (gpuad.optimizers)
+    "random": frozenset("random_uniform random_normal".split()),
+    # fused optimizer steps, all or nothing: -> (new_params, new_slots), buffers updated in
+    # place or new ones (the contract: gpuad/devices/launch/optim.py; used by gpuad.optimizers)
     "optim": frozenset("sgd adam rmsprop adagrad".split()),
 }
 
@@ -201,18 +204,6 @@ def device(name):
         _state.stack.pop()
 
 
-def check_same(op: str, devices) -> Device:
-    """The one device of an op's inputs; an error naming them all if they differ."""
-    first = devices[0]
-    for d in devices[1:]:
-        if d is not first:
-            raise InvalidArgumentError(
-                f"{op} got tensors on different devices: {first.name} and {d.name}. "
-                f"gpuad never copies implicitly; move one with .to({first.name!r}) "
-                f"or .to({d.name!r}).", op)
-    return first
-
-
 def info() -> dict:
     """Facts about the CPU, the versions, the usable devices and, through
     nvidia-ml-py where present, the GPUs; see :func:`gpuad.devices.telemetry.info`.
@@ -230,37 +221,23 @@ def info() -> dict:
 from . import cpu as _cpu  # noqa: E402
 
 
-def _cuda(name: str) -> Device:
-    from .cuda import KernelDevice
-    from .cuda.cupy_launcher import CupyLauncher, probe
-    count = probe()
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if not 0 <= index < count:
-        raise ValueError(f"Unknown device {name!r}: this machine has {count} GPU(s), "
-                         f"cuda:0 to cuda:{count - 1}. Use one of those, or 'cpu'.")
-    return KernelDevice(CupyLauncher(index))
+class _Lazy:
+    """The factory of the device kind defined by module ``gpuad.devices.<module>``
+    (its ``device(name)`` and ``usable()``), imported when first asked for."""
 
+    def __init__(self, module: str):
+        self.module = module
 
-def _cuda_usable():
-    from .cuda.cupy_launcher import usable
-    return usable()
+    def _load(self):
+        return importlib.import_module(f"{__name__}.{self.module}")
 
+    def __call__(self, name: str) -> Device:
+        return self._load().device(name)
 
-_cuda.usable = _cuda_usable
+    def usable(self):
+        return self._load().usable()
 
-def _emulated(name: str) -> Device:
-    from .cuda import KernelDevice
-    from .emulated import HostLauncher
-    return KernelDevice(HostLauncher())
-
-
-def _emulated_usable():
-    from .emulated import usable
-    return usable()
-
-
-_emulated.usable = _emulated_usable
 
 register("cpu", lambda name: _cpu.CpuDevice())
-register("emulated", _emulated)
-register("cuda", _cuda)
+register("emulated", _Lazy("emulated"))
+register("cuda", _Lazy("cuda"))

@@ -1,8 +1,8 @@
 """The ``cpu`` device: every kernel of the protocol in NumPy.
 
 Buffers are NumPy arrays. They may be read-only views (``broadcast_to``,
-``transpose``): gpuad never writes into a buffer after creating it, except
-the ``optim`` family, which updates buffers that gpuad.optimizers owns in place.
+``transpose``): this device never writes into a buffer after creating it (its
+``optim`` family updates copies and returns them).
 """
 from __future__ import annotations
 
@@ -15,13 +15,29 @@ from ..errors import InvalidArgumentError
 from . import KERNEL_SET, Device
 from . import philox
 
-# Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents:
-# keep NumPy from warning about them, for calls made from this module only
-# (an np.errstate per call would cost more than the op itself).
+# Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents: keep
+# NumPy from warning about them with a filter keyed on this module (it matches
+# gpuad.devices.cpu_optim too), which costs nothing until a warning is raised; an
+# np.errstate per call would cost about 1.4 us, more than a small op. NumPy attributes
+# a RuntimeWarning to the Python frame that called the ufunc, so every NumPy call of
+# this device must run in a frame of this module: CpuDevice.kernel hands out plain
+# ufuncs wrapped in a one-line function defined here (_quiet), never bare -- a bare
+# ufunc called from the op layer would warn there, and a filter here would have to
+# name the op layer's modules. The wrapper is one Python call, about 0.05-0.1 us.
 warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
-# Plain ufuncs are handed out as kernels (CpuDevice.kernel) and called straight from
-# gpuad.ops.primitive, so NumPy attributes their warnings to that module.
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"gpuad\.ops\.primitive\Z")
+
+
+def _quiet(ufunc):
+    """``ufunc`` called from a frame of this module, so that the filter above applies
+    to its warnings; one- and two-operand kernels take their operands positionally."""
+    if ufunc.nin == 1:
+        def kernel(x):
+            return ufunc(x)
+    else:
+        def kernel(x, y):
+            return ufunc(x, y)
+    kernel.__name__ = kernel.__qualname__ = ufunc.__name__
+    return kernel
 
 
 def _relu(x):
@@ -87,7 +103,7 @@ def _erf(x):
 
 
 _UNARY = {
-    "neg": np.negative, "abs": np.abs, "sign": np.sign, "square": np.square,
+    "negative": np.negative, "abs": np.abs, "sign": np.sign, "square": np.square,
     "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": np.reciprocal,
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
     "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
@@ -96,16 +112,21 @@ _UNARY = {
 }
 
 _BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.true_divide,
     "floordiv": np.floor_divide, "floormod": np.mod, "pow": np.power,
     "maximum": np.maximum, "minimum": np.minimum,
-    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-    "gt": np.greater, "ge": np.greater_equal,
+    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
+    "greater": np.greater, "greater_equal": np.greater_equal,
     "logical_and": np.logical_and, "logical_or": np.logical_or,
 }
 
 
 _CHECKED_BINARY = frozenset({"pow", "floordiv", "floormod"})  # integer edge cases raise
+
+# What CpuDevice.kernel hands out: ufuncs wrapped by _quiet; the functions defined in
+# this module (sigmoid, erf, ...) as they are.
+_UNARY_KERNELS = {op: _quiet(f) if isinstance(f, np.ufunc) else f for op, f in _UNARY.items()}
+_BINARY_KERNELS = {op: _quiet(f) for op, f in _BINARY.items() if op not in _CHECKED_BINARY}
 
 
 def _guarded(dy, grad):
@@ -115,12 +136,12 @@ def _guarded(dy, grad):
 
 
 _UNARY_GRAD = {  # (a, dy): a is the forward input for relu, else the forward output
-    "relu": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
-    "sigmoid": lambda y, dy: dy * y * (1 - y),
-    "tanh": lambda y, dy: dy * (1 - y * y),
-    "sqrt": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
-    "rsqrt": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
-    "reciprocal": lambda y, dy: _guarded(dy, -dy * y * y),
+    "relu_grad": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
+    "sigmoid_grad": lambda y, dy: dy * y * (1 - y),
+    "tanh_grad": lambda y, dy: dy * (1 - y * y),
+    "sqrt_grad": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
+    "rsqrt_grad": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
+    "reciprocal_grad": lambda y, dy: _guarded(dy, -dy * y * y),
 }
 
 
@@ -141,11 +162,11 @@ def _logsumexp(x, axis, keepdims):
 
 # ufunc.reduce directly: np.sum's Python wrapper costs more than a small sum
 _REDUCE = {
-    "sum": lambda x, axis, keepdims: np.add.reduce(x, axis, x.dtype, None, keepdims),
-    "prod": lambda x, axis, keepdims: np.multiply.reduce(x, axis, x.dtype, None, keepdims),
-    "max": lambda x, axis, keepdims: np.maximum.reduce(x, axis, None, None, keepdims, _lowest(x.dtype)),
-    "min": lambda x, axis, keepdims: np.minimum.reduce(x, axis, None, None, keepdims, _highest(x.dtype)),
-    "logsumexp": _logsumexp,
+    "reduce_sum": lambda x, axis, keepdims: np.add.reduce(x, axis, x.dtype, None, keepdims),
+    "reduce_prod": lambda x, axis, keepdims: np.multiply.reduce(x, axis, x.dtype, None, keepdims),
+    "reduce_max": lambda x, axis, keepdims: np.maximum.reduce(x, axis, None, None, keepdims, _lowest(x.dtype)),
+    "reduce_min": lambda x, axis, keepdims: np.minimum.reduce(x, axis, None, None, keepdims, _highest(x.dtype)),
+    "reduce_logsumexp": _logsumexp,
 }
 
 
@@ -175,11 +196,12 @@ class CpuDevice(Device):
         return np.array(buffer, copy=True)
 
     def kernel(self, family, op):
-        # Most element-wise kernels are the ufunc itself: no wrapper on the hot path.
-        if family == "unary" and op in _UNARY:
-            return _UNARY[op]
-        if family == "binary" and op in _BINARY and op not in _CHECKED_BINARY:
-            return _BINARY[op]
+        # Most element-wise kernels are the ufunc itself, called from this module (_quiet):
+        # no method call or op dispatch on the hot path.
+        if family == "unary" and op in _UNARY_KERNELS:
+            return _UNARY_KERNELS[op]
+        if family == "binary" and op in _BINARY_KERNELS:
+            return _BINARY_KERNELS[op]
         return super().kernel(family, op)
 
     # element-wise ------------------------------------------------------------
@@ -269,7 +291,7 @@ class CpuDevice(Device):
     def fill(self, op, shape, value, dtype):
         return np.full(shape, value, dtype=dtype)
 
-    from .cpu_optim import optim  # fused optimizer steps, in place (see gpuad/devices/cpu_optim.py)
+    from .cpu_optim import optim  # fused optimizer steps, on copies (see gpuad/devices/cpu_optim.py)
 
     def random(self, op, shape, dtype, key, offset):
         n = math.prod(shape)

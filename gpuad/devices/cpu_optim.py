@@ -1,40 +1,47 @@
 """The ``optim`` family on the ``cpu`` device: fused optimizer steps in NumPy.
 
-``optim(dev, op, params, grads, slots, hyper, cache=None)`` has the contract of
-:mod:`gpuad.devices.cuda.optim` (read its docstring for the arguments): it
-updates the parameter and slot buffers **in place**, with exactly the
-operations of Keras 3's update rules in their order, each rounded to the
-parameters' dtype (NumPy scalars of that dtype, never Python floats, take part),
-so a float32 step equals TensorFlow's bit for bit. ``cache`` is unused here.
+``optim(dev, op, params, grads, slots, hyper, cache=None, in_place=True) ->
+(new_params, new_slots)`` has the contract of :mod:`gpuad.devices.launch.optim`
+(read its docstring for the arguments), with exactly the operations of Keras 3's
+update rules in their order, each rounded to the parameters' dtype (NumPy scalars
+of that dtype, never Python floats, take part), so a float32 step equals
+TensorFlow's bit for bit. ``cache`` is unused here.
+
+Whatever ``in_place`` says, this device computes on copies of the parameters and
+slots and returns the copies; it never writes into an input buffer. That makes
+every step all or nothing by construction (an error on the k-th variable leaves
+every input as it was) and lets inputs be read-only or strided views, at the cost
+of one copy of each parameter and slot per step.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .cuda.optim import check
+from .launch.optim import check
 
 
-def optim(dev, op, params, grads, slots, hyper, cache=None):
+def optim(dev, op, params, grads, slots, hyper, cache=None, in_place=True):
     dt = check(op, params, grads, slots, hyper)
     if dt is None:
-        return
+        return [], [list(s) for s in slots]
     f = dt.type
     lr = f(hyper["lr"])
     wd = hyper.get("weight_decay")
     wd = None if wd is None else f(wd)
     rule = _RULES[op]
     args = _ARGS[op](hyper, f)
-    for j, (w, g) in enumerate(zip(params, grads)):
+    # copies, always (see the module docstring): the rules below update them in place
+    new_params = [np.array(w, order="C") for w in params]
+    new_slots = [[np.array(b, order="C") for b in s] for s in slots]
+    for j, (w, g) in enumerate(zip(new_params, grads)):
         if not w.size:
             continue
-        if not (w.flags.writeable and w.flags.c_contiguous):
-            raise ValueError(f"optim {op}: parameter buffers must be writable and C-contiguous "
-                             f"(they are updated in place)")
         if wd is not None:  # Keras: variable.assign(variable - variable * wd * lr)
             t = w * wd
             t *= lr
             w -= t
-        rule(w, g, [s[j] for s in slots], lr, *args)
+        rule(w, g, [s[j] for s in new_slots], lr, *args)
+    return new_params, new_slots
 
 
 def _sgd(w, g, slots, lr, momentum, nesterov):

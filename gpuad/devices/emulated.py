@@ -3,7 +3,8 @@ for the host and run with CUDA semantics (``kernels/host/``), on NumPy buffers.
 
 It exists so that every kernel is checked against the ``cpu`` device in CI,
 where there is no GPU: it shares the whole launch layer with ``cuda``
-(:class:`gpuad.devices.cuda.KernelDevice`); only this launcher differs.
+(:class:`gpuad.devices.launch.KernelDevice`); only the launcher
+(:class:`HostLauncher`, here) differs. :func:`device` builds it.
 
 >>> import gpuad as ad
 >>> with ad.device("emulated"):              # doctest: +SKIP
@@ -20,6 +21,14 @@ import threading
 import numpy as np
 
 from .kernel_sources import kernel_dir
+from .launch import KernelDevice
+
+__all__ = ["device", "HostLauncher", "usable"]
+
+
+def device(name: str = "emulated") -> KernelDevice:
+    """The ``emulated`` device: the launch layer over a :class:`HostLauncher`."""
+    return KernelDevice(HostLauncher())
 
 
 class HostLauncher:

@@ -37,7 +37,7 @@ def philox_words(count: int, key: int, offset: int) -> np.ndarray:
 def words_per_element(op: str, dtype: np.dtype) -> int:
     """How many stream words one element of ``op`` in ``dtype`` consumes."""
     per_uniform = 1 if dtype == np.float32 else 2
-    return per_uniform * (2 if op == "normal" else 1)
+    return per_uniform * (2 if op == "random_normal" else 1)
 
 
 def _uniforms(words: np.ndarray, dtype) -> np.ndarray:
@@ -50,11 +50,12 @@ def _uniforms(words: np.ndarray, dtype) -> np.ndarray:
 
 
 def sample(op: str, n: int, dtype, key: int, offset: int) -> np.ndarray:
-    """``n`` samples of ``op`` ("uniform" in [0, 1) or standard "normal") in ``dtype``."""
+    """``n`` samples of ``op`` (``"random_uniform"`` in [0, 1) or standard ``"random_normal"``)
+    in ``dtype``."""
     dtype = np.dtype(dtype)
     w = words_per_element(op, dtype)
     u = _uniforms(philox_words(n * w, key, offset), dtype)
-    if op == "uniform":
+    if op == "random_uniform":
         return u
     # Box-Muller on consecutive pairs; 1 - u1 lies in (0, 1] so the log is finite.
     u1, u2 = u[0::2], u[1::2]

@@ -113,23 +113,12 @@ class Primitive:
                 impl = self.impl
                 k = lambda *buffers, **attrs: impl(dev, *buffers, **attrs)  # noqa: E731
             else:
-                k = dev.kernel(self.family, _OLD_OP.get(self.name, self.name))
+                k = dev.kernel(self.family, self.name)
             self.kernels[dev] = k
         return k
 
     def __repr__(self):
         return f"<primitive {self.name}>"
-
-
-# TEMPORARY until the devices branch renames the protocol's ops to the primitive names.
-_OLD_OP = {"negative": "neg", "subtract": "sub", "multiply": "mul", "divide": "div", "equal": "eq",
-           "not_equal": "ne", "less": "lt", "less_equal": "le", "greater": "gt",
-           "greater_equal": "ge", "relu_grad": "relu", "sigmoid_grad": "sigmoid",
-           "tanh_grad": "tanh", "sqrt_grad": "sqrt", "rsqrt_grad": "rsqrt",
-           "reciprocal_grad": "reciprocal", "reduce_sum": "sum", "reduce_max": "max",
-           "reduce_min": "min", "reduce_prod": "prod", "reduce_logsumexp": "logsumexp",
-           "softmax_cross_entropy": "softmax_xent", "random_uniform": "uniform",
-           "random_normal": "normal"}
 
 
 def _input_names(vjps):

@@ -145,7 +145,7 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
                     for v in every}
             params = [bufs[v._id] for v in group_vars]
             slot_bufs = [[bufs[s._id] for s in kind] for kind in group_slots]
-            new_params, new_slots = _optim_compat(dev, rule, params, [grads[j]._data for j in idx],
+            new_params, new_slots = dev.optim(rule, params, [grads[j]._data for j in idx],
                                               slot_bufs, hyper[dtype.name], cache=cache,
                                               in_place=n == last)
             new = list(new_params) + [b for kind in new_slots for b in kind]
@@ -161,15 +161,6 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
             if count is not None:
                 iterations._own(count)
     return None
-
-
-def _optim_compat(dev, rule, params, grads, slots, hyper, cache, in_place):  # TEMPORARY
-    if not in_place:
-        copy = T.CAST.kernel(dev)
-        params = [copy(b, dtype=b.dtype) for b in params]
-        slots = [[copy(b, dtype=b.dtype) for b in kind] for kind in slots]
-    dev.optim(rule, params, grads, slots, hyper, cache=cache)
-    return params, slots
 
 
 APPLY_UPDATE = P("apply_update", I.apply_update, effect="write", eager=_apply_update)

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from . import infer as I
-from .core import Primitive as P, bind, _OLD_OP
+from .core import Primitive as P, bind
 from .shapes import unbroadcast
 
 _FLOAT, _NUMERIC, _BOOL = "f", "fiu", "b"
@@ -282,7 +282,7 @@ def _draw(name):
     numbers, in the order the calls run."""
     def kernel(dev, shape, dtype, stream):
         key, offset = stream.claim(name, math.prod(shape), dtype)
-        return dev.random(_OLD_OP.get(name, name), tuple(shape), dtype, key, offset)
+        return dev.random(name, tuple(shape), dtype, key, offset)
     return P(name, I.random(), kernel=kernel, effect="random")
 
 

@@ -1,6 +1,6 @@
 """A kernel device that records the kernels it launches, so a test can check which
 path (contiguous, strided, byte copy, ...) a call took."""
-from gpuad.devices.cuda import KernelDevice
+from gpuad.devices.launch import KernelDevice
 
 
 class Spy(KernelDevice):

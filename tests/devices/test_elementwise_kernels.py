@@ -1,4 +1,4 @@
-"""The element-wise kernels (kernels/{unary,binary,cast}.cu, gpuad/devices/cuda/elementwise.py)
+"""The element-wise kernels (kernels/{unary,binary,cast}.cu, gpuad/devices/launch/elementwise.py)
 against the cpu device, method by method: unary, binary, unary_grad, where, cast, fill.
 
 They run on the emulated launcher (g++-compiled kernels, NumPy buffers) with
@@ -32,18 +32,18 @@ SIZES = (0, 1, 31, 32, 33, 1023, 1024, 1025, 100_003)
 # NumPy saturates, so those values are left out of the comparison there.
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
-UNARY_EXACT = {"neg", "abs", "sign", "square", "sqrt", "rsqrt", "reciprocal", "relu", "floor", "round",
+UNARY_EXACT = {"negative", "abs", "sign", "square", "sqrt", "rsqrt", "reciprocal", "relu", "floor", "round",
                "logical_not"}
-UNARY_NUMERIC = ("neg", "abs", "sign", "square", "relu")
+UNARY_NUMERIC = ("negative", "abs", "sign", "square", "relu")
 UNARY_FLOAT = ("sqrt", "rsqrt", "reciprocal", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh",
                "sigmoid", "softplus", "erf", "floor", "round")
-BINARY_NUMERIC = ("add", "sub", "mul", "floordiv", "floormod", "pow", "maximum", "minimum")
-BINARY_ALL = ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or")
+BINARY_NUMERIC = ("add", "subtract", "multiply", "floordiv", "floormod", "pow", "maximum", "minimum")
+BINARY_ALL = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or")
 
 
 @pytest.fixture(scope="module")
 def dev():
-    from gpuad.devices.cuda import KernelDevice
+    from gpuad.devices.launch import KernelDevice
     from gpuad.devices.emulated import HostLauncher
     return KernelDevice(HostLauncher(poison=True))
 
@@ -145,8 +145,8 @@ def test_unary_edges(dev):
 @pytest.mark.parametrize("n", SIZES)
 def test_unary_sizes_and_alignment(dev, rng, n):
     x = values(rng, (n + 1,), F32)
-    compare(dev, "unary", "neg", x[:n])          # aligned: vector path and tail
-    compare(dev, "unary", "neg", x[1:])          # misaligned by 4 bytes: scalar path
+    compare(dev, "unary", "negative", x[:n])          # aligned: vector path and tail
+    compare(dev, "unary", "negative", x[1:])          # misaligned by 4 bytes: scalar path
     compare(dev, "unary", "logical_not", x[1:])  # float in, bool out
     compare(dev, "unary", "exp", x[:n][::-1], rtol=rtol_for(F32))
 
@@ -155,7 +155,7 @@ def test_unary_rejects_unsupported_dtypes(dev):
     with pytest.raises(TypeError, match="unary sqrt"):
         dev.unary("sqrt", np.arange(3))
     with pytest.raises(TypeError, match="unary neg"):
-        dev.unary("neg", np.array([True]))
+        dev.unary("negative", np.array([True]))
 
 
 # -- binary -------------------------------------------------------------------------
@@ -171,11 +171,11 @@ def _binary_operands(rng, op, dt, shape_x, shape_y):
 
 @pytest.mark.parametrize("dt", ALL, ids=str)
 def test_binary_every_op_and_dtype(dev, rng, dt):
-    ops = (list(BINARY_NUMERIC) + (["div"] if dt.kind != "b" else [])) if dt in NUMERIC else []
+    ops = (list(BINARY_NUMERIC) + (["divide"] if dt.kind != "b" else [])) if dt in NUMERIC else []
     ops += list(BINARY_ALL)
     for op in ops:
-        rtol = rtol_for(dt) if op in ("pow", "div") and dt.kind == "f" else None
-        if op == "div" and dt.kind == "i":
+        rtol = rtol_for(dt) if op in ("pow", "divide") and dt.kind == "f" else None
+        if op == "divide" and dt.kind == "i":
             rtol = rtol_for(F64)
         # same shape (contig), scalar x / y, broadcast (strided), non-contiguous views
         x, y = _binary_operands(rng, op, dt, (33, 65), (33, 65))
@@ -197,15 +197,15 @@ def test_binary_ranks_0_to_8(dev, rng):
         x = values(rng, shape, F32, special=False)
         yshape = tuple(1 if rng.random() < 0.4 else d for d in shape[rng.integers(0, rank + 1):])
         y = values(rng, yshape, F32, special=False)
-        compare(dev, "binary", "sub", x, y)
-        compare(dev, "binary", "sub", y, x)
+        compare(dev, "binary", "subtract", x, y)
+        compare(dev, "binary", "subtract", y, x)
         if rank >= 2:
-            compare(dev, "binary", "mul", np.swapaxes(x, 0, -1)[::-1], np.swapaxes(x, 0, -1))
+            compare(dev, "binary", "multiply", np.swapaxes(x, 0, -1)[::-1], np.swapaxes(x, 0, -1))
     # rank 8 with every axis strided differently, and one broadcast operand
     x = values(rng, (2, 3, 2, 3, 2, 1, 2, 3), F64)
     y = values(rng, (3, 1, 3, 2, 5, 1, 3), F64)
     compare(dev, "binary", "maximum", x, y)
-    compare(dev, "binary", "lt", np.transpose(x, (7, 6, 5, 4, 3, 2, 1, 0))[::-1, :, :, ::-1],
+    compare(dev, "binary", "less", np.transpose(x, (7, 6, 5, 4, 3, 2, 1, 0))[::-1, :, :, ::-1],
             values(rng, (3, 1, 1, 2), F64))
 
 
@@ -217,9 +217,9 @@ def test_binary_sizes_and_variants(dev, rng, n):
     for a, b in ((x[:n], y[:n]), (x[1:n + 1], y[:n]), (x[1:n + 1], y[2:]), (x[:n][::-1], y[:n]),
                  (s, y[:n]), (x[:n], s), (x[1:n + 1], s), (np.broadcast_to(s, (n,)), y[:n])):
         compare(dev, "binary", "add", a, b)
-        compare(dev, "binary", "ge", a, b)
+        compare(dev, "binary", "greater_equal", a, b)
     xi, yi = values(rng, (n,), I64), values(rng, (n,), I64)
-    compare(dev, "binary", "mul", xi, yi)
+    compare(dev, "binary", "multiply", xi, yi)
     compare(dev, "binary", "logical_or", xi.astype(bool), yi[::-1].astype(bool))
 
 
@@ -227,7 +227,7 @@ def test_binary_integer_edges(dev):
     info = np.iinfo(np.int32)
     a = np.array([7, -7, 7, -7, 0, info.min, info.min, info.max, 6, -6, 5], np.int32)
     b = np.array([2, 2, -2, -2, 5, -1, 1, -1, 3, 3, -1], np.int32)
-    for op in ("floordiv", "floormod", "add", "sub", "mul", "maximum", "minimum"):
+    for op in ("floordiv", "floormod", "add", "subtract", "multiply", "maximum", "minimum"):
         compare(dev, "binary", op, a, b)
         compare(dev, "binary", op, a.astype(np.int64), b.astype(np.int64))
     base = np.array([2, -2, 3, 0, 1, -1, 7, 2, -3], np.int64)
@@ -242,8 +242,8 @@ def test_binary_float_edges(dev):
     for dt in FLOATS:
         with np.errstate(all="ignore"):
             a, b = x.astype(dt), y.astype(dt)
-        for op in ("floordiv", "floormod", "div", "maximum", "minimum", "add", "sub", "mul",
-                   "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"):
+        for op in ("floordiv", "floormod", "divide", "maximum", "minimum", "add", "subtract", "multiply",
+                   "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or"):
             got = compare(dev, "binary", op, a, b)
             if op in ("floordiv", "floormod"):  # signs of zero results, as NumPy
                 np.testing.assert_array_equal(np.signbit(got), np.signbit(CPU.binary(op, a, b)))
@@ -309,12 +309,12 @@ def test_binary_integer_checks_transfers(dev):
 
 
 def test_binary_dtype_rules(dev):
-    compare(dev, "binary", "div", np.arange(6, dtype=np.int32), np.arange(1, 7, dtype=np.int32),
+    compare(dev, "binary", "divide", np.arange(6, dtype=np.int32), np.arange(1, 7, dtype=np.int32),
             rtol=rtol_for(F64))
     with pytest.raises(TypeError):
         dev.binary("add", np.ones(3, np.float32), np.ones(3, np.float64))
     with pytest.raises(TypeError):
-        dev.binary("sub", np.ones(3, bool), np.ones(3, bool))
+        dev.binary("subtract", np.ones(3, bool), np.ones(3, bool))
     with pytest.raises(ValueError):
         dev.binary("add", np.ones(3, np.float32), np.ones(4, np.float32))
 
@@ -323,7 +323,8 @@ def test_binary_dtype_rules(dev):
 
 @pytest.mark.parametrize("dt", NUMERIC, ids=str)
 def test_unary_grad_every_op(dev, rng, dt):
-    ops = ("relu", "sigmoid", "tanh", "sqrt", "rsqrt", "reciprocal") if dt.kind == "f" else ("relu",)
+    ops = (("relu_grad", "sigmoid_grad", "tanh_grad", "sqrt_grad", "rsqrt_grad", "reciprocal_grad")
+           if dt.kind == "f" else ("relu_grad",))
     a = values(rng, (41, 27), dt)
     dy = values(rng, (41, 27), dt)
     if dt.kind == "f":

@@ -1,4 +1,4 @@
-"""The launch plans cached by gpuad/devices/cuda/elementwise.py, nn.py, reduction.py and layout.py: keyed by
+"""The launch plans cached by gpuad/devices/launch/elementwise.py, nn.py, reduction.py and layout.py: keyed by
 dtypes, shapes and strides only, so a cached plan never serves operands it does not
 fit; bounded; holding no buffer; never caching an error. On the emulated launcher,
 against the cpu device."""
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gpuad import devices
-from gpuad.devices.cuda import elementwise as E
-from gpuad.devices.cuda import nn as NN
+from gpuad.devices.launch import elementwise as E
+from gpuad.devices.launch import nn as NN
 
 pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None,
@@ -24,7 +24,7 @@ F32 = np.dtype(np.float32)
 
 @pytest.fixture(scope="module")
 def dev():
-    from gpuad.devices.cuda import KernelDevice
+    from gpuad.devices.launch import KernelDevice
     from gpuad.devices.emulated import HostLauncher
     return KernelDevice(HostLauncher(poison=True))
 
@@ -44,22 +44,22 @@ def test_same_shapes_other_strides_get_their_own_plan(dev):
     views = [base, base.T, base[::-1], np.broadcast_to(row, (8, 8)), base[:, ::-1], base]
     for _ in range(2):  # the second round runs on cached plans
         for v in views:
-            same(dev.binary("sub", v, other), CPU.binary("sub", v, other))
-            same(dev.binary("sub", other, v), CPU.binary("sub", other, v))
+            same(dev.binary("subtract", v, other), CPU.binary("subtract", v, other))
+            same(dev.binary("subtract", other, v), CPU.binary("subtract", other, v))
             same(dev.unary("exp", v), CPU.unary("exp", v))
-            same(dev.unary_grad("tanh", v, other), CPU.unary_grad("tanh", v, other))
+            same(dev.unary_grad("tanh_grad", v, other), CPU.unary_grad("tanh_grad", v, other))
             same(dev.where("where", v > 0, v, other), CPU.where("where", v > 0, v, other))
             same(dev.cast("cast", v, np.float64), CPU.cast("cast", v, np.float64))
             for axis in (0, 1, -1):
                 same(dev.softmax("softmax", v, axis), CPU.softmax("softmax", v, axis))
-                same(dev.softmax_xent("softmax_xent", v, other, axis),
-                     CPU.softmax_xent("softmax_xent", v, other, axis))
+                same(dev.softmax_xent("softmax_cross_entropy", v, other, axis),
+                     CPU.softmax_xent("softmax_cross_entropy", v, other, axis))
 
 
 def test_reductions_same_shape_other_strides_and_axes(dev):
     """reduce/arg_reduce plans are kept per device and keyed by dtype, shape, strides,
     axes and keepdims: each call below must reduce what it was given."""
-    from gpuad.devices.cuda import reduction as R
+    from gpuad.devices.launch import reduction as R
     rng = np.random.default_rng(1)
     base = rng.standard_normal((6, 40)).astype(F32)
     views = [base, base[::-1], base[:, ::2], base[:, ::-1], base]
@@ -67,7 +67,7 @@ def test_reductions_same_shape_other_strides_and_axes(dev):
         for v in views:
             for axes in [(0,), (1,), (-1,), (0, 1), ()]:
                 for keepdims in (False, True):
-                    same(dev.reduce("sum", v, axes, keepdims), CPU.reduce("sum", v, axes, keepdims))
+                    same(dev.reduce("reduce_sum", v, axes, keepdims), CPU.reduce("reduce_sum", v, axes, keepdims))
             for axis in (0, 1):
                 np.testing.assert_array_equal(dev.arg_reduce("argmax", v, axis), CPU.arg_reduce("argmax", v, axis))
     plans = dev._reduction_plans
@@ -104,7 +104,7 @@ def test_errors_are_never_cached(dev):
         with pytest.raises(ValueError):
             dev.softmax("softmax", a, 2)
         with pytest.raises(TypeError):
-            dev.softmax_xent("softmax_xent", a.astype(np.float64), a, 0)
+            dev.softmax_xent("softmax_cross_entropy", a.astype(np.float64), a, 0)
     same(dev.binary("add", a, a), a + a)  # and the good key still works
 
 
@@ -114,7 +114,7 @@ def test_integer_checks_still_run_with_plans(dev):
         same(dev.binary("floordiv", x, x), x // x)
         with pytest.raises(Exception, match="division by zero"):
             dev.binary("floordiv", x, x - 1)
-        same(dev.binary("div", x, x), CPU.binary("div", x, x))
+        same(dev.binary("divide", x, x), CPU.binary("divide", x, x))
 
 
 def test_plan_caches_are_bounded(dev, monkeypatch):
@@ -125,8 +125,8 @@ def test_plan_caches_are_bounded(dev, monkeypatch):
     monkeypatch.setattr(NN, "_plans", {})
     for n in range(1, 30):
         x = np.ones((n, 2), F32)
-        same(dev.binary("mul", x, x), x * x)
-        same(dev.unary("neg", x), -x)
+        same(dev.binary("multiply", x, x), x * x)
+        same(dev.unary("negative", x), -x)
         dev.fill("fill", (n,), float(n), F32)
         dev.softmax("softmax", x, 1)
         assert len(E._binary_plans) <= 8 and len(E._unary_plans) <= 8
@@ -137,7 +137,7 @@ def test_plans_hold_no_buffers(dev):
     x, y = np.ones((5, 3), F32), np.ones((3,), F32)
     refs = [weakref.ref(x), weakref.ref(y)]
     outs = [dev.binary("add", x, y), dev.unary("exp", x.T), dev.softmax("softmax", x, 0),
-            dev.softmax_xent("softmax_xent", x, x, 1), dev.where("where", x > 0, x, y)]
+            dev.softmax_xent("softmax_cross_entropy", x, x, 1), dev.where("where", x > 0, x, y)]
     refs += [weakref.ref(o) for o in outs]
     del x, y, outs
     gc.collect()
@@ -203,12 +203,12 @@ def test_layout_plans_same_shapes_other_strides_keys_perms(dev):
                 assert got.shape == want.shape and got.dtype == want.dtype
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
                 assert np.signbit(got).tolist() == np.signbit(want).tolist()  # (-0.0 off values)
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     assert LY._layout_plans and LY._concat_plans and LY._gather_plans and LY._one_hot_plans
 
 
 def test_layout_errors_are_raised_every_time(dev):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     a = np.ones((3, 4), F32)
     nine = np.ones((2,) * 9, F32)
     bad = [
@@ -244,7 +244,7 @@ def test_layout_errors_are_raised_every_time(dev):
 
 
 def test_layout_plan_caches_are_bounded(dev, monkeypatch):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     monkeypatch.setattr(LY, "_PLAN_CAP", 8)
     names = ("_layout_plans", "_concat_plans", "_gather_plans", "_one_hot_plans", "_one_hot_values")
     for name in names:
@@ -261,7 +261,7 @@ def test_layout_plan_caches_are_bounded(dev, monkeypatch):
 
 
 def test_layout_plans_hold_no_buffers(dev):
-    from gpuad.devices.cuda import layout as LY
+    from gpuad.devices.launch import layout as LY
     from gpuad.ops.array import canonical_key
     x, idx = np.ones((5, 3), F32), np.array([2, 0], np.int64)
     refs = [weakref.ref(x), weakref.ref(idx)]

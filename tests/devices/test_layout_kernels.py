@@ -1,5 +1,5 @@
 """kernels/layout.cu through the kernel device's launch layer
-(gpuad/devices/cuda/layout.py), on the emulated launcher, against the cpu device:
+(gpuad/devices/launch/layout.py), on the emulated launcher, against the cpu device:
 layout (reshape, transpose, broadcast_to, strided_slice, strided_slice_grad),
 concat, gather / scatter_add and one_hot."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ if shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None:
     pytest.skip("the emulated device compiles kernels with g++ (C++20), which is missing",
                 allow_module_level=True)
 
-from gpuad.devices.cuda.launch import suffix  # noqa: E402
+from gpuad.devices.launch.common import suffix  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 
 from .spy import Spy  # noqa: E402

@@ -1,5 +1,5 @@
 """kernels/nn.cu and kernels/random.cu through the kernel device's launch layer
-(gpuad/devices/cuda/nn.py), on the emulated launcher, against the cpu device:
+(gpuad/devices/launch/nn.py), on the emulated launcher, against the cpu device:
 softmax, log_softmax, softmax_xent (every schedule: warp, block, col), the fused
 softmax_xent backward kernel against NumPy, and Philox random numbers (bit for bit
 for uniform, to a few ulps for normal; independent of the launch shape)."""
@@ -17,7 +17,7 @@ if shutil.which(os.environ.get("GPUAD_HOST_CXX", "g++")) is None:
     pytest.skip("the emulated device compiles kernels with g++ (C++20), which is missing",
                 allow_module_level=True)
 
-from gpuad.devices.cuda import KernelDevice, nn  # noqa: E402
+from gpuad.devices.launch import KernelDevice, nn  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 from gpuad.devices.host_build import HostModule  # noqa: E402
 from gpuad.devices.kernel_sources import kernel_dir  # noqa: E402
@@ -135,16 +135,16 @@ def test_softmax_xent(dev, dtype, schedule):
             for axis in range(-1, z.ndim):
                 if schedule == "block" and z.size // z.shape[axis] > 64:
                     continue  # slow to emulate; the block schedule is chosen for long rows
-                close(nn._softmax_xent(dev, "softmax_xent", yv, zv, axis, schedule),
-                      CPU.softmax_xent("softmax_xent", yv, zv, axis))
-                close(nn._softmax_xent(dev, "softmax_xent", y, zv, axis, schedule),
-                      CPU.softmax_xent("softmax_xent", y, zv, axis))
+                close(nn._softmax_xent(dev, "softmax_cross_entropy", yv, zv, axis, schedule),
+                      CPU.softmax_xent("softmax_cross_entropy", yv, zv, axis))
+                close(nn._softmax_xent(dev, "softmax_cross_entropy", y, zv, axis, schedule),
+                      CPU.softmax_xent("softmax_cross_entropy", y, zv, axis))
     z = logits((0, 5), dtype, rng)
-    close(nn._softmax_xent(dev, "softmax_xent", z, z, 1, schedule), CPU.softmax_xent("softmax_xent", z, z, 1))
+    close(nn._softmax_xent(dev, "softmax_cross_entropy", z, z, 1, schedule), CPU.softmax_xent("softmax_cross_entropy", z, z, 1))
     # one-hot labels, the usual case
     z = logits((64, 10), dtype, rng)
     y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 64)]
-    close(nn._softmax_xent(dev, "softmax_xent", y, z, 1, schedule), CPU.softmax_xent("softmax_xent", y, z, 1))
+    close(nn._softmax_xent(dev, "softmax_cross_entropy", y, z, 1, schedule), CPU.softmax_xent("softmax_cross_entropy", y, z, 1))
 
 
 def _xent_bwd_numpy(g, labels, logits, axis):
@@ -193,14 +193,14 @@ KEYS = [(0, 0), (42, 1), (0xFEDCBA9876543210, (1 << 32) - 2), ((7 << 32) | 9, 12
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("op", ["uniform", "normal"])
+@pytest.mark.parametrize("op", ["random_uniform", "random_normal"])
 def test_random_matches_philox_py(dev, op, dtype):
     for shape in RANDOM_SHAPES:
         for key, offset in KEYS:
             got = dev.random(op, shape, dtype, key, offset)
             want = CPU.random(op, shape, dtype, key, offset)
             assert got.shape == want.shape and got.dtype == want.dtype
-            if op == "uniform":  # exact: integer bits scaled by a power of two
+            if op == "random_uniform":  # exact: integer bits scaled by a power of two
                 np.testing.assert_array_equal(got, want)
                 assert got.size == 0 or (got.min() >= 0 and got.max() < 1)
             else:  # libm vs NumPy's log/cos: a few ulps
@@ -209,7 +209,7 @@ def test_random_matches_philox_py(dev, op, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("op", ["uniform", "normal"])
+@pytest.mark.parametrize("op", ["random_uniform", "random_normal"])
 def test_random_does_not_depend_on_the_launch_shape(op, dtype):
     key, offset, n = 0x5DEECE66D, 77, 4099
     launcher = FamilyLauncher(["random.cu"], poison=True)
@@ -224,7 +224,7 @@ def test_random_does_not_depend_on_the_launch_shape(op, dtype):
     per_block = 4 // philox.words_per_element(op, np.dtype(dtype))
     for block, blocks in [(32, 1), (96, 5), (1024, 2), (64, 1000)]:
         out = d.empty((n,), dtype)
-        d.launch(f"random_{op}_{sfx}", -(-n // per_block),
+        d.launch(f"{op}_{sfx}", -(-n // per_block),
                  (out, np.uint64(key), np.uint64(offset), np.int64(n)), block=block, blocks=blocks)
         results.append(out)
     for r in results[1:]:
@@ -235,4 +235,4 @@ def test_random_does_not_depend_on_the_launch_shape(op, dtype):
 
 def test_random_rejects_integer_dtypes(dev):
     with pytest.raises(TypeError, match="float32 and float64"):
-        dev.random("uniform", (3,), np.int32, 0, 0)
+        dev.random("random_uniform", (3,), np.int32, 0, 0)

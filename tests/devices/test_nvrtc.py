@@ -1,4 +1,4 @@
-"""The cuda device's kernel builds (gpuad/devices/cuda/nvrtc.py, ``python -m gpuad
+"""The cuda device's kernel builds (gpuad/devices/nvrtc.py, ``python -m gpuad
 kernels``), checked with NVRTC alone: no GPU or driver needed.
 
 - every family compiles for sm_80 and sm_90 through the exact path the device uses;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuad.devices.cuda import nvrtc
+from gpuad.devices import nvrtc
 from gpuad.devices.kernel_sources import kernel_dir
 from gpuad.errors import KernelCompileError
 

@@ -1,4 +1,4 @@
-"""The reduction kernels (kernels/reduction.cu, gpuad/devices/cuda/reduction.py) on the
+"""The reduction kernels (kernels/reduction.cu, gpuad/devices/launch/reduction.py) on the
 emulated launcher against the cpu device: reduce (sum max min prod logsumexp) over every
 axis subset, keepdims, every dtype, strided/negative-stride/broadcast views, edge values,
 sizes around warp and block multiples; arg_reduce (argmax argmin) with ties and NaN; and
@@ -16,12 +16,12 @@ if not shutil.which(os.environ.get("CXX", "g++")):
                 "which is not installed", allow_module_level=True)
 
 import gpuad.devices as devices  # noqa: E402
-from gpuad.devices.cuda import KernelDevice, reduction  # noqa: E402
+from gpuad.devices.launch import KernelDevice, reduction  # noqa: E402
 from gpuad.devices.emulated import HostLauncher  # noqa: E402
 
 from .spy import Spy  # noqa: E402
 
-OPS = ("sum", "max", "min", "prod", "logsumexp")
+OPS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_logsumexp")
 FLOATS = (np.float32, np.float64)
 INTS = (np.int32, np.int64)
 SIZES = (0, 1, 31, 32, 33, 1023, 1024, 1025)
@@ -47,16 +47,16 @@ def force_plan(monkeypatch):
 
 
 def dtypes_of(op):
-    return FLOATS if op == "logsumexp" else FLOATS + INTS
+    return FLOATS if op == "reduce_logsumexp" else FLOATS + INTS
 
 
 def sample(rng, shape, dtype, op=None):
     dtype = np.dtype(dtype)
     if dtype.kind == "i":
-        if op == "prod":  # wraps around for long rows: exercises modular arithmetic
+        if op == "reduce_prod":  # wraps around for long rows: exercises modular arithmetic
             return np.asarray(rng.choice(np.array([-3, -1, 1, 2, 3, 7], dtype), size=shape), dtype)
         return np.asarray(rng.integers(-1000, 1000, size=shape), dtype)
-    if op == "prod":  # magnitudes near 1 so long products stay finite
+    if op == "reduce_prod":  # magnitudes near 1 so long products stay finite
         return np.asarray(np.exp(rng.uniform(-0.05, 0.05, shape)) * rng.choice([-1.0, 1.0], shape), dtype)
     return np.asarray(rng.standard_normal(shape), dtype)
 
@@ -64,11 +64,11 @@ def sample(rng, shape, dtype, op=None):
 def check(op, x, axes, got, want):
     assert got.shape == want.shape, (op, axes, got.shape, want.shape)
     assert got.dtype == want.dtype, (op, axes, got.dtype, want.dtype)
-    if x.dtype.kind == "i" or op in ("max", "min"):
+    if x.dtype.kind == "i" or op in ("reduce_max", "reduce_min"):
         np.testing.assert_array_equal(got, want, err_msg=f"{op} over {axes}")
         return
     tight = 1e-12 if x.dtype == np.float64 else 1e-5
-    if op == "sum":  # NumPy sums pairwise, the kernel in another order: scale by sum(|x|)
+    if op == "reduce_sum":  # NumPy sums pairwise, the kernel in another order: scale by sum(|x|)
         scale = np.sum(np.abs(x.astype(np.float64)), axis=axes, keepdims=True).reshape(want.shape)
         with np.errstate(invalid="ignore"):  # inf - inf where both sums are inf: equal below
             ok = np.abs(got.astype(np.float64) - want) <= tight * scale + 1e-300
@@ -179,9 +179,9 @@ def test_empty_rows_give_the_identity(emu, cpu):
             if np.dtype(dtype) in map(np.dtype, dtypes_of(op)):
                 got = emu.reduce(op, x, (1,), False)
                 np.testing.assert_array_equal(got, cpu.reduce(op, x, (1,), False))
-    assert emu.reduce("max", np.zeros((0,), np.int32), (0,), False) == np.iinfo(np.int32).min
-    assert emu.reduce("min", np.zeros((0,), np.int64), (0,), False) == np.iinfo(np.int64).max
-    assert emu.reduce("logsumexp", np.zeros((0,), np.float32), (0,), False) == -np.inf
+    assert emu.reduce("reduce_max", np.zeros((0,), np.int32), (0,), False) == np.iinfo(np.int32).min
+    assert emu.reduce("reduce_min", np.zeros((0,), np.int64), (0,), False) == np.iinfo(np.int64).max
+    assert emu.reduce("reduce_logsumexp", np.zeros((0,), np.float32), (0,), False) == -np.inf
 
 
 @pytest.mark.parametrize("group,split", [(None, None), (1, 1), (32, 1), (256, 3)])
@@ -208,7 +208,7 @@ def test_integer_wraparound(emu, cpu):
     big32 = np.full((3, 1025), 2**31 - 5, np.int32)
     big64 = np.full((3, 1025), 2**62 + 12345, np.int64)
     for x in (big32, big64, big32[:, ::-3], big64.T):
-        for op in ("sum", "prod"):
+        for op in ("reduce_sum", "reduce_prod"):
             for axes in ((0,), (1,), (0, 1)):
                 np.testing.assert_array_equal(emu.reduce(op, x, axes, False), cpu.reduce(op, x, axes, False))
 
@@ -216,22 +216,22 @@ def test_integer_wraparound(emu, cpu):
 def test_logsumexp_is_stable(emu, cpu):
     for dtype in FLOATS:
         x = np.array([[1e4, 1e4 - 1, -1e4], [-1e4, -1e4 - 2, -1e4 - 4]], dtype)
-        got = emu.reduce("logsumexp", x, (1,), False)
+        got = emu.reduce("reduce_logsumexp", x, (1,), False)
         assert np.isfinite(got).all()
-        np.testing.assert_allclose(got, cpu.reduce("logsumexp", x, (1,), False), rtol=1e-6)
+        np.testing.assert_allclose(got, cpu.reduce("reduce_logsumexp", x, (1,), False), rtol=1e-6)
 
 
 def test_unsupported_dtypes_raise(emu):
-    with pytest.raises(TypeError, match="logsumexp"):
-        emu.reduce("logsumexp", np.zeros((3,), np.int32), (0,), False)
+    with pytest.raises(TypeError, match="reduce_logsumexp"):
+        emu.reduce("reduce_logsumexp", np.zeros((3,), np.int32), (0,), False)
     with pytest.raises(TypeError):
-        emu.reduce("sum", np.zeros((3,), np.bool_), (0,), False)
+        emu.reduce("reduce_sum", np.zeros((3,), np.bool_), (0,), False)
 
 
 def test_result_is_a_fresh_contiguous_buffer(emu):
     x = np.arange(12, dtype=np.float64).reshape(3, 4)
     for axes in ((), (0,), (1,)):
-        out = emu.reduce("sum", x, axes, False)
+        out = emu.reduce("reduce_sum", x, axes, False)
         assert out.flags.c_contiguous and not np.shares_memory(out, x)
 
 
@@ -320,7 +320,7 @@ def test_read_path_is_chosen_from_the_reduced_axes(spy):
              (x.reshape(6, 4, 10), (0, 2), "reduce_sum_f32"), (x[::-1], (1,), "reduce_sum_f32_contig")]
     for a, axes, want in cases:
         spy.launched.clear()
-        spy.reduce("sum", a, axes, False)
+        spy.reduce("reduce_sum", a, axes, False)
         assert spy.launched[0] == want, (a.shape, a.strides, axes, spy.launched)
     spy.launched.clear()
     spy.arg_reduce("argmax", x, 1)
@@ -329,7 +329,7 @@ def test_read_path_is_chosen_from_the_reduced_axes(spy):
     assert spy.launched == ["arg_reduce_argmax_f32_contig", "arg_reduce_argmax_f32_strided",
                             "arg_reduce_argmax_f32_strided"]
     spy.launched.clear()
-    spy.reduce("max", np.zeros((40000,), np.float64), (0,), False)  # a split row: _contig states
+    spy.reduce("reduce_max", np.zeros((40000,), np.float64), (0,), False)  # a split row: _contig states
     assert spy.launched == ["reduce_max_f64_contig", "reduce_max_f64_combine"]
 
 
@@ -344,7 +344,7 @@ def test_contig_path_alignment_and_lengths(emu, cpu, op):
                 compare(emu, cpu, op, x[:1], (0, 1))
                 if n > 1:
                     compare(emu, cpu, op, x[1, 1:], (0,))  # a lone row, 1-D, misaligned
-        if op == "prod" and np.dtype(dtype) == np.float32:
+        if op == "reduce_prod" and np.dtype(dtype) == np.float32:
             continue  # NumPy's float32 running product of 50000 terms is itself off by ~1e-5
         x = sample(rng, (50001,), dtype, op)[1:]                 # long, split over blocks
         compare(emu, cpu, op, x, (0,))
@@ -442,6 +442,6 @@ def test_fast_paths_integer_wraparound(emu, cpu):
         for n in (3, 17, 1031):
             base = np.full((4, n + 1), big, dtype)
             for x in (base[:, 1:], base[:, 1:].T):
-                for op in ("sum", "prod"):
+                for op in ("reduce_sum", "reduce_prod"):
                     for axes in ((0,), (1,), (0, 1)):
                         np.testing.assert_array_equal(emu.reduce(op, x, axes, False), cpu.reduce(op, x, axes, False))

@@ -19,7 +19,7 @@ SCRIPT = r"""
 import numpy as np
 import gpuad
 from gpuad.devices import host_build as hb
-from gpuad.devices.cuda import KernelDevice, reduction, nn
+from gpuad.devices.launch import KernelDevice, reduction, nn
 from gpuad.devices.emulated import HostLauncher
 from gpuad.devices.kernel_sources import kernel_dir
 
@@ -40,7 +40,7 @@ def same(a, b, what):
 for shape, axes in [((3, 5000), (1,)), ((40, 70), (1,)), ((2, 20000), (1,)), ((3000, 5), (0,)),
                     ((6, 7, 8), (0, 2))]:
     x = rng.normal(size=shape).astype(np.float32)
-    for op in ("sum", "max", "min", "logsumexp"):
+    for op in ("reduce_sum", "reduce_max", "reduce_min", "reduce_logsumexp"):
         same(dev.reduce(op, x, axes, False), cpu.reduce(op, x, axes, False), f"{op} {shape} {axes}")
     same(dev.arg_reduce("argmax", x, axes[0]), cpu.arg_reduce("argmax", x, axes[0]), f"argmax {shape}")
 
@@ -60,8 +60,8 @@ for shape, axis in [((33, 40), 1), ((4, 3000), 1), ((300, 6), 0)]:
     for op in ("softmax", "log_softmax"):
         same(dev.softmax(op, z, axis), cpu.softmax(op, z, axis), f"{op} {shape}")
     labels = cpu.softmax("softmax", rng.normal(size=shape).astype(np.float32), axis)
-    same(dev.softmax_xent("softmax_xent", labels, z, axis),
-         cpu.softmax_xent("softmax_xent", labels, z, axis), f"xent {shape}")
+    same(dev.softmax_xent("softmax_cross_entropy", labels, z, axis),
+         cpu.softmax_xent("softmax_cross_entropy", labels, z, axis), f"xent {shape}")
 print("finished")
 """ % (FAMILIES,)
 

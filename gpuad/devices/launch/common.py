@@ -1,8 +1,9 @@
-"""Launch helpers shared by every kernel family: dtype suffixes, operand
-layouts (shape + element strides, broadcast-aware), and launch shapes.
+"""Launch helpers shared by every kernel family: dtype suffixes, the ``Layout``
+struct of kernels/common.cuh, the block size and the launch-plan caches. (Shapes
+and strides -- broadcasting, merging axes, building Layouts -- are in ``strides``.)
 
 Kernel names follow ``<family>_<op>_<dtype suffix>[_<variant>]``, e.g.
-``binary_mul_f32_contig``; the suffixes are below.
+``binary_multiply_f32_contig``; the suffixes are below.
 """
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ def suffix(dtype) -> str:
                         f"float32, float64, int32, int64 and bool") from None
 
 
-def element_strides(buf) -> tuple:
-    item = buf.dtype.itemsize
-    return tuple(s // item for s in buf.strides)
-
-
 def make_layout(shape, strides) -> np.ndarray:
     """A ``struct Layout`` (kernels/common.cuh) as a read-only 0-d structured
     NumPy array, passed to kernels by value; ``strides`` are in elements, 0 along
@@ -41,7 +37,7 @@ def make_layout(shape, strides) -> np.ndarray:
     A 0-d array, not its ``np.void`` element: CuPy passes a NumPy array of size
     one by value as its bytes (13.x and 14.x alike), while CuPy 13's argument
     packer rejects ``np.void`` ("Unsupported type"). Read-only, because layouts
-    are cached (:func:`gpuad.devices.cuda.elementwise._layouts`) and shared."""
+    are cached (:func:`gpuad.devices.launch.strides.layouts`) and shared."""
     shape, strides = tuple(shape), tuple(strides)
     if len(shape) != len(strides):
         raise ValueError(f"shape {shape} and strides {strides} differ in rank")
@@ -53,21 +49,6 @@ def make_layout(shape, strides) -> np.ndarray:
     rec["strides"][:len(strides)] = strides
     rec.flags.writeable = False
     return rec
-
-
-def layout_of(buf, out_shape=None) -> np.ndarray:
-    """The layout of ``buf`` read as if broadcast to ``out_shape``: leading
-    axes added and stretched axes get stride 0, so one index decomposition
-    over ``out_shape`` addresses every operand."""
-    shape = tuple(buf.shape)
-    strides = element_strides(buf)
-    if out_shape is None or tuple(out_shape) == shape:
-        return make_layout(shape, strides)
-    out_shape = tuple(out_shape)
-    lead = len(out_shape) - len(shape)
-    full = [0] * lead + [0 if d == 1 and out_shape[lead + i] != 1 else s
-                         for i, (d, s) in enumerate(zip(shape, strides))]
-    return make_layout(out_shape, full)
 
 
 def is_contiguous(buf) -> bool:

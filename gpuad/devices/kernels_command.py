@@ -8,7 +8,7 @@ for chosen GPU architectures, with no GPU needed.
     python -m gpuad kernels --emit ptx --out DIR  write <family>.<arch>.ptx files
 
 Each family is compiled exactly as the ``cuda`` device compiles it
-(:func:`gpuad.devices.cuda.nvrtc.compile_family`: same assembled source, same
+(:func:`gpuad.devices.nvrtc.compile_family`: same assembled source, same
 options, same NVRTC), families in parallel, one line per family and architecture.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ...errors import KernelCompileError
+from ..errors import KernelCompileError
 from . import nvrtc
 
 DEFAULT_ARCHS = ("sm_80", "sm_90")
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _native_arch() -> str:
     """The build target of GPU 0 (``nvrtc.target_for`` of its compute capability)."""
-    from .cupy_launcher import probe
+    from .cuda import probe
     import cupy
     probe()
     with cupy.cuda.Device(0) as device:

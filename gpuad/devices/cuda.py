@@ -1,8 +1,9 @@
-"""The ``cuda`` launcher: CuPy buffers (CuPy's memory pool), ``kernels/*.cu``
+"""The ``cuda`` device: the launch layer (:class:`gpuad.devices.launch.KernelDevice`)
+over a :class:`CupyLauncher`: CuPy buffers (CuPy's memory pool), ``kernels/*.cu``
 compiled by NVRTC one family at a time, on first use, and cached on disk
-(:mod:`gpuad.devices.cuda.nvrtc`), launched on the current CuPy stream with grids
+(:mod:`gpuad.devices.nvrtc`), launched on the current CuPy stream with grids
 sized from each kernel's occupancy; matrix products through ``cupy.matmul``
-(cuBLAS).
+(cuBLAS). :func:`device` builds ``cuda:N``; :func:`usable` lists the GPUs.
 
 Importing this module needs no CuPy; :func:`probe` explains what is missing.
 
@@ -20,11 +21,12 @@ import threading
 
 import numpy as np
 
-from ...errors import KernelLaunchError, OutOfMemoryError
+from ..errors import KernelLaunchError, OutOfMemoryError
 from . import nvrtc
+from .launch import KernelDevice
 from .nvrtc import CudaUnavailableError
 
-__all__ = ["CupyLauncher", "CudaUnavailableError", "probe", "usable", "allocate_with_retry"]
+__all__ = ["device", "CupyLauncher", "CudaUnavailableError", "probe", "usable", "allocate_with_retry"]
 
 _FALLBACK = ("Fall back to the CPU with gpuad.device('cpu') or GPUAD_DEVICE=cpu.")
 
@@ -152,6 +154,17 @@ def usable() -> tuple:
         return tuple(f"cuda:{i}" for i in range(probe()))
     except CudaUnavailableError:
         return ()
+
+
+def device(name: str) -> KernelDevice:
+    """The device ``cuda:N`` (``cuda`` is ``cuda:0``): a CudaUnavailableError saying what is
+    missing where no GPU is usable, a ValueError naming the GPUs for an index out of range."""
+    count = probe()
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if not 0 <= index < count:
+        raise ValueError(f"Unknown device {name!r}: this machine has {count} GPU(s), "
+                         f"cuda:0 to cuda:{count - 1}. Use one of those, or 'cpu'.")
+    return KernelDevice(CupyLauncher(index))
 
 
 class CupyLauncher:

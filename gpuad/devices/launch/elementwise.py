@@ -1,8 +1,12 @@
 """Launch code for the kernels of ``kernels/{unary,binary,cast}.cu``: the ``unary``,
 ``binary``, ``unary_grad``, ``where``, ``cast`` and ``fill`` families.
 
-Each function has the signature of the cpu device's method (minus ``self``) and
-returns a new C-contiguous buffer equal to the cpu device's result. Every value
+Each function has the signature of the cpu device's method (with the device as
+``dev`` for ``self``: :class:`KernelDevice` binds them as its methods) and
+returns a new C-contiguous buffer equal to the cpu device's result. Kernels are
+``unary_<op>_...``, ``binary_<op>_...`` with ``op`` the primitive's name
+(``binary_multiply_f32_contig``; the unary_grad ops end in ``_grad``:
+``unary_relu_grad_f32_contig``). Every value
 comes from a kernel; NumPy only handles shapes, strides and scalar arguments.
 
 Kernel choice, per call (cheapest first):
@@ -14,7 +18,7 @@ Kernel choice, per call (cheapest first):
 - ``_strided``: anything else -- NumPy broadcasting, transposed and negative- or
   zero-stride views -- through one ``Layout`` per operand over the output's
   shape, after dropping size-1 axes and merging axes that are contiguous in
-  every operand (so most broadcasts run at rank 1 or 2).
+  every operand (``strides.layouts``; most broadcasts run at rank 1 or 2).
 
 Integer errors (the cpu device raises :class:`InvalidArgumentError`): integer
 ``pow`` with a negative exponent and integer ``floordiv``/``floormod`` by zero.
@@ -27,10 +31,10 @@ flag, launch or transfer is needed. Float operands are never checked (IEEE
 results, as on the cpu).
 
 Dtypes: what the op layer sends, and more (the cpu device's NumPy results):
-neg/abs/sign/square/relu and the arithmetic binaries for float32/float64/int32/
-int64; the transcendental unaries and the sqrt/rsqrt/reciprocal/sigmoid/tanh
-grads for floats (relu grad also for ints); ``logical_not``, comparisons and
-logical ops for all five dtypes (giving bool); ``div`` of integers casts both to
+negative/abs/sign/square/relu and the arithmetic binaries for float32/float64/
+int32/int64; the transcendental unaries and sqrt_grad/rsqrt_grad/reciprocal_grad/
+sigmoid_grad/tanh_grad for floats (relu_grad also for ints); ``logical_not``,
+comparisons and logical ops for all five dtypes (giving bool); ``divide`` of integers casts both to
 float64 first (NumPy's true division); ``where`` with any condition dtype (cast to
 bool first) and any value dtype; ``cast`` and ``fill`` between/for all five.
 Mixed operand dtypes (NumPy would promote) raise TypeError: the op layer never
@@ -43,21 +47,19 @@ per such key in a bounded dict (:data:`_PLAN_CAP` entries, emptied when full; ke
 hold no buffers), so a repeated op does no shape arithmetic, dtype lookup or string
 formatting: its host work is one dict lookup, the allocation and the launch. Errors
 are never cached (a key that raises is worked out, and raises, on every call), and
-the integer paths with checks (``div``, ``pow``, ``floordiv``, ``floormod`` of
+the integer paths with checks (``divide``, ``pow``, ``floordiv``, ``floormod`` of
 integers) take the general path every time.
 """
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 
 import numpy as np
 
 from ...errors import InvalidArgumentError
-from . import launch as L
-
-FAMILIES = ("unary", "binary", "unary_grad", "where", "cast", "fill")
+from . import common as L
+from . import strides as S
 
 _BOOL = np.dtype(np.bool_)
 _F64 = np.dtype(np.float64)
@@ -68,17 +70,18 @@ _NUMERIC = _FLOATS | {"i32", "i64"}
 _ALL = _NUMERIC | {"b8"}
 
 # op -> (suffixes with a kernel, result is bool)
-_UNARY = {op: (_NUMERIC, False) for op in ("neg", "abs", "sign", "square", "relu")}
+_UNARY = {op: (_NUMERIC, False) for op in ("negative", "abs", "sign", "square", "relu")}
 _UNARY.update({op: (_FLOATS, False) for op in """sqrt rsqrt reciprocal exp log log1p expm1 sin cos tan
                tanh sigmoid softplus erf floor round""".split()})
 _UNARY["logical_not"] = (_ALL, True)
 
-_BINARY = {op: (_NUMERIC, False) for op in "add sub mul floordiv floormod pow maximum minimum".split()}
-_BINARY["div"] = (_FLOATS, False)
-_BINARY.update({op: (_ALL, True) for op in "eq ne lt le gt ge logical_and logical_or".split()})
+_BINARY = {op: (_NUMERIC, False) for op in "add subtract multiply floordiv floormod pow maximum minimum".split()}
+_BINARY["divide"] = (_FLOATS, False)
+_BINARY.update({op: (_ALL, True) for op in """equal not_equal less less_equal greater greater_equal
+                logical_and logical_or""".split()})
 
-_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid", "tanh", "sqrt", "rsqrt", "reciprocal")}
-_UNARY_GRAD["relu"] = _NUMERIC
+_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid_grad", "tanh_grad", "sqrt_grad", "rsqrt_grad", "reciprocal_grad")}
+_UNARY_GRAD["relu_grad"] = _NUMERIC
 
 # integer ops whose bad operands raise, as on the cpu device: op -> (is y bad?, message)
 _CHECKED = {
@@ -120,44 +123,6 @@ def _contiguous_as(buf, n) -> bool:
     return buf.size == n and buf.flags.c_contiguous
 
 
-@functools.lru_cache(maxsize=4096)
-def _layouts(out_shape: tuple, operands: tuple) -> tuple:
-    """One Layout per operand ((shape, element strides) pairs) over a shared,
-    simplified shape: operands broadcast to ``out_shape``, size-1 axes dropped,
-    neighbouring axes merged where every operand is contiguous across them."""
-    rank = len(out_shape)
-    strides = []
-    for shape, st in operands:
-        lead = rank - len(shape)
-        strides.append([0] * lead + [0 if d == 1 else s for d, s in zip(shape, st)])
-    dims = [i for i in range(rank) if out_shape[i] != 1]
-    shape = [out_shape[i] for i in dims]
-    strides = [[s[i] for i in dims] for s in strides]
-    k = 0
-    while k + 1 < len(shape):
-        if all(s[k] == s[k + 1] * shape[k + 1] for s in strides):
-            shape[k] *= shape[k + 1]
-            for s in strides:
-                s[k] = s[k + 1]
-                del s[k + 1]
-            del shape[k + 1]
-        else:
-            k += 1
-    return tuple(L.make_layout(shape, s) for s in strides)
-
-
-def _layouts_of(out_shape, *bufs) -> tuple:
-    return _layouts(tuple(out_shape), tuple((tuple(b.shape), L.element_strides(b)) for b in bufs))
-
-
-def _broadcast(family, op, *shapes) -> tuple:
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ValueError(f"{family} {op}: shapes {' and '.join(map(str, shapes))} do not broadcast "
-                         f"(NumPy rules)") from None
-
-
 # -- launch plans (see the module docstring) ---------------------------------------------
 # A plan is a tuple computed from the operands' dtypes, shapes and strides only: the
 # planners read buffers' shape, strides, dtype, size and C-contiguity flag (itself a
@@ -165,7 +130,7 @@ def _broadcast(family, op, *shapes) -> tuple:
 # A plan's shape is a tuple and its dtype a NumPy dtype, so outputs are allocated by
 # the launcher directly (``dev.empty`` would only normalise those two).
 
-_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
+_PLAN_CAP = L.PLAN_CAP  # (common.py says why plans are capped)
 
 _unary_plans: dict = {}
 _binary_plans: dict = {}
@@ -190,15 +155,15 @@ def _plan1(base, x, dtype) -> tuple:
         return (shape, dtype, None, 0, None, None)
     if x.flags.c_contiguous:
         return (shape, dtype, f"{base}_contig", _work(n, x.dtype, dtype), L.i64(n), None)
-    (lx,) = _layouts_of(shape, x)
+    (lx,) = S.layouts(shape, x)
     return (shape, dtype, f"{base}_strided", n, L.i64(n), lx)
 
 
-def _run1(dev, plan, x):
+def _run1(dev, op, plan, x):
     shape, dtype, kernel, work, n, lx = plan
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
-        dev.launch(kernel, work, (out, x, n) if lx is None else (out, x, lx, n))
+        dev.launch(kernel, work, (out, x, n) if lx is None else (out, x, lx, n), op=op)
     return out
 
 
@@ -216,16 +181,16 @@ def _plan2(base, x, y, shape, dtype, scalar_variants) -> tuple:
         return (shape, dtype, base + "_sx", work, L.i64(n), None, None)
     if scalar_variants and y.size == 1 and _contiguous_as(x, n):
         return (shape, dtype, base + "_sy", work, L.i64(n), None, None)
-    lx, ly = _layouts_of(shape, x, y)
+    lx, ly = S.layouts(shape, x, y)
     return (shape, dtype, base + "_strided", n, L.i64(n), lx, ly)
 
 
-def _run2(dev, plan, x, y, tail=()):
+def _run2(dev, op, plan, x, y, tail=()):
     shape, dtype, kernel, work, n, lx, ly = plan
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
         args = (out, x, y, n) if lx is None else (out, x, lx, y, ly, n)
-        dev.launch(kernel, work, args + tail if tail else args)
+        dev.launch(kernel, work, args + tail if tail else args, op=op)
     return out
 
 
@@ -267,9 +232,9 @@ def _scratch_flag(dev):
     return flag
 
 
-def _zeroed_flag(dev):
+def _zeroed_flag(dev, op):
     flag = dev.empty((1,), _I32)
-    dev.launch("fill_i32", 1, (flag, np.int32(0), L.i64(1)))
+    dev.launch("fill_i32", 1, (flag, np.int32(0), L.i64(1)), op=op)
     return flag
 
 
@@ -280,7 +245,7 @@ def unary(dev, op, x):
     plan = _unary_plans.get(key)
     if plan is None:
         plan = _cached(_unary_plans, key, _unary_plan(op, x))
-    return _run1(dev, plan, x)
+    return _run1(dev, op, plan, x)
 
 
 def _unary_plan(op, x):
@@ -300,7 +265,7 @@ def binary(dev, op, x, y):
         if plan is None:
             plan = _cached(_binary_plans, key, _binary_plan(op, x, y))
         if plan:
-            return _run2(dev, plan, x, y)
+            return _run2(dev, op, plan, x, y)
     return _binary(dev, op, x, y)
 
 
@@ -316,10 +281,10 @@ def _binary_plan(op, x, y):
     the general path must run (integer ``div``, and the checked integer ops)."""
     supported, to_bool = _binary_spec(op)
     dt = x.dtype
-    if dt.kind in "iu" and (op == "div" or op in _CHECKED):
+    if dt.kind in "iu" and (op == "divide" or op in _CHECKED):
         return False
     s = _sfx("binary", op, dt, supported)
-    shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
+    shape = x.shape if x.shape == y.shape else S.broadcast_shape(f"binary {op}", x.shape, y.shape)
     return _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
 
@@ -327,30 +292,30 @@ def _binary(dev, op, x, y):
     """binary() without a cached plan: every case, checks included."""
     supported, to_bool = _binary_spec(op)
     dt = _same_dtype("binary", op, x, y)
-    if op == "div" and dt.kind in "iu":  # true division of integers: float64, as NumPy
+    if op == "divide" and dt.kind in "iu":  # true division of integers: float64, as NumPy
         x, y = cast(dev, "cast", x, _F64), cast(dev, "cast", y, _F64)
         dt = _F64
     s = _sfx("binary", op, dt, supported)
-    shape = x.shape if x.shape == y.shape else _broadcast("binary", op, x.shape, y.shape)
+    shape = x.shape if x.shape == y.shape else S.broadcast_shape(f"binary {op}", x.shape, y.shape)
     plan = _plan2(f"binary_{op}_{s}", x, y, shape, _BOOL if to_bool else dt, True)
 
     if not (op in _CHECKED and dt.kind == "i"):
-        return _run2(dev, plan, x, y)
+        return _run2(dev, op, plan, x, y)
 
     # integer pow / floordiv / floormod: y's bad values raise, as on the cpu device
     bad, message = _CHECKED[op]
     if y.size == 0:
-        return _run2(dev, plan, x, y)  # then out is empty too: nothing launches
+        return _run2(dev, op, plan, x, y)  # then out is empty too: nothing launches
     known = _known_value(y)
     if known is not None:  # a fill scalar: checked here; the kernel's flag goes unread
         if bad(known):
             raise InvalidArgumentError(message, op)
-        return _run2(dev, plan, x, y, (_scratch_flag(dev),))
-    flag = _zeroed_flag(dev)
-    out = _run2(dev, plan, x, y, (flag,))
+        return _run2(dev, op, plan, x, y, (_scratch_flag(dev),))
+    flag = _zeroed_flag(dev, op)
+    out = _run2(dev, op, plan, x, y, (flag,))
     if not out.size:  # no output, but the cpu device still checks every element of y
-        (ly,) = _layouts_of(y.shape, y)
-        dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)))
+        (ly,) = S.layouts(y.shape, y)
+        dev.launch(f"binary_check_{op}_{s}", y.size, (flag, y, ly, L.i64(y.size)), op=op)
     if dev.to_host(flag)[0]:
         raise InvalidArgumentError(message, op)
     return out
@@ -365,7 +330,7 @@ def unary_grad(dev, op, a, dy):
             plan = _cached(_grad_plans, key, _unary_grad_plan(op, a, dy))
     else:
         plan = _unary_grad_plan(op, a, dy)
-    return _run2(dev, plan, a, dy)
+    return _run2(dev, op, plan, a, dy)
 
 
 def _unary_grad_plan(op, a, dy):
@@ -374,8 +339,8 @@ def _unary_grad_plan(op, a, dy):
         raise KeyError(f"unknown unary_grad op {op!r}")
     dt = _same_dtype("unary_grad", op, a, dy)
     s = _sfx("unary_grad", op, dt, supported)
-    shape = a.shape if a.shape == dy.shape else _broadcast("unary_grad", op, a.shape, dy.shape)
-    return _plan2(f"unary_grad_{op}_{s}", a, dy, shape, dt, False)
+    shape = a.shape if a.shape == dy.shape else S.broadcast_shape(f"unary_grad {op}", a.shape, dy.shape)
+    return _plan2(f"unary_{op}_{s}", a, dy, shape, dt, False)  # (op ends in _grad: unary_relu_grad_f32)
 
 
 def where(dev, op, c, x, y):
@@ -393,10 +358,10 @@ def where(dev, op, c, x, y):
     out = dev.launcher.empty(shape, dt)
     if kernel is not None:
         if layouts is None:
-            dev.launch(kernel, work, (out, c, x, y, n))
+            dev.launch(kernel, work, (out, c, x, y, n), op=op)
         else:
             lc, lx, ly = layouts
-            dev.launch(kernel, work, (out, c, lc, x, lx, y, ly, n))
+            dev.launch(kernel, work, (out, c, lc, x, lx, y, ly, n), op=op)
     return out
 
 
@@ -407,7 +372,7 @@ def _where_plan(op, c, x, y):
     if c.shape == x.shape == y.shape:
         shape = tuple(c.shape)
     else:
-        shape = _broadcast("where", op, c.shape, x.shape, y.shape)
+        shape = S.broadcast_shape(f"where {op}", c.shape, x.shape, y.shape)
     n = math.prod(shape)
     if not n:
         return (shape, dt, None, 0, None, None)
@@ -419,7 +384,7 @@ def _where_plan(op, c, x, y):
             return (shape, dt, f"where_{s}_sx", work, L.i64(n), None)
         if y.size == 1 and _contiguous_as(x, n):
             return (shape, dt, f"where_{s}_sy", work, L.i64(n), None)
-    return (shape, dt, f"where_{s}_strided", n, L.i64(n), _layouts_of(shape, c, x, y))
+    return (shape, dt, f"where_{s}_strided", n, L.i64(n), S.layouts(shape, c, x, y))
 
 
 def cast(dev, op, x, dtype):
@@ -432,7 +397,7 @@ def cast(dev, op, x, dtype):
         plan = _cast_plan(x, dtype)
         if key is not None:
             _cached(_cast_plans, key, plan)
-    return _run1(dev, plan, x)
+    return _run1(dev, op, plan, x)
 
 
 def _cast_plan(x, dtype):
@@ -456,7 +421,7 @@ def fill(dev, op, shape, value, dtype):
     v = _fill_value(value, dtype)
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
-        dev.launch(kernel, work, (out, v, n))
+        dev.launch(kernel, work, (out, v, n), op=op)
         if n == 1:
             _remember(out, v)
     return out

@@ -1,5 +1,6 @@
-"""Launch code for the kernels of ``kernels/reduction.cu``: ``reduce`` (sum, max, min,
-prod, logsumexp over any set of axes) and ``arg_reduce`` (argmax, argmin over one axis).
+"""Launch code for the kernels of ``kernels/reduction.cu``: ``reduce`` (reduce_sum,
+reduce_max, reduce_min, reduce_prod, reduce_logsumexp over any set of axes; the kernels
+are ``<op>_<dtype>...``) and ``arg_reduce`` (argmax, argmin over one axis).
 
 Nothing is transposed or copied: the input is read as (kept axes, reduced axes) through
 two Layouts, the kept one row-major over the output and the reduced one in whatever order
@@ -19,15 +20,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import launch as L
-from .nvrtc import CudaUnavailableError
-
-FAMILIES = ("reduce", "arg_reduce")
+from . import common as L
+from . import strides as S
+from ..nvrtc import CudaUnavailableError
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _NUMERIC = _FLOATS + (np.dtype(np.int32), np.dtype(np.int64))
-_REDUCE_DTYPES = {"sum": _NUMERIC, "max": _NUMERIC, "min": _NUMERIC, "prod": _NUMERIC,
-                  "logsumexp": _FLOATS}
+_REDUCE_DTYPES = {"reduce_sum": _NUMERIC, "reduce_max": _NUMERIC, "reduce_min": _NUMERIC,
+                  "reduce_prod": _NUMERIC, "reduce_logsumexp": _FLOATS}
 _ARG_OPS = ("argmax", "argmin")
 
 #: Bytes per accumulator state in a partial buffer (kernels static_assert they fit).
@@ -91,19 +91,6 @@ def plan(dev, n_out: int, n_red: int, columns: bool, may_split: bool = True,
     return p if may_split else Plan(p.group, 1)
 
 
-def _merge(dims):
-    """Merge adjacent (size, stride) pairs that address memory as one axis (row-major)."""
-    merged = []
-    for n, s in dims:
-        if n == 1:
-            continue
-        if merged and merged[-1][1] == n * s:
-            merged[-1] = (merged[-1][0] * n, s)
-        else:
-            merged.append((n, s))
-    return merged
-
-
 def _layout(dims):
     return L.make_layout([n for n, _ in dims], [s for _, s in dims])
 
@@ -145,16 +132,16 @@ def _plans(dev) -> dict:
     return plans
 
 
-def _execute(dev, plan, x):
+def _execute(dev, op, plan, x):
     out_shape, out_dtype, partial_shape, launches = plan
     out = dev.empty(out_shape, out_dtype)
     bufs = (x, out, dev.empty(partial_shape, np.int64) if partial_shape else None)
     for kernel, n, src, dst, tail, blocks in launches:
-        dev.launch(kernel, n, (bufs[src], bufs[dst]) + tail, blocks=blocks)
+        dev.launch(kernel, n, (bufs[src], bufs[dst]) + tail, blocks=blocks, op=op)
     return out
 
 
-def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
+def _launches(dev, op, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
     """``(partial shape or None, launches)`` of a reduction (see above)."""
     fast = read_path(red_dims)
     try:  # (on cuda this loads, perhaps compiles, the family: name the kernel and op on failure)
@@ -162,7 +149,7 @@ def _launches(dev, kernel, kept_dims, red_dims, base, n_out, n_red, columns):
     except CudaUnavailableError:
         raise
     except RuntimeError as e:
-        raise dev._launch_error(kernel + fast, e) from e
+        raise dev._launch_error(kernel + fast, e, op) from e
     p = plan(dev, n_out, n_red, columns, capacity=capacity)
     kept, red = _layout(kept_dims), _layout(red_dims)
     if p.split == 1:
@@ -197,14 +184,14 @@ def reduce(dev, op, x, axes, keepdims):
         p = _reduce_plan(dev, op, x, axes, keepdims)
         if _override is None:  # (forced strategies are for tests: never kept)
             plans[key] = p
-    return _execute(dev, p, x)
+    return _execute(dev, op, p, x)
 
 
 def _reduce_plan(dev, op, x, axes, keepdims):
     if op not in _REDUCE_DTYPES:
         raise KeyError(op)
     _check(op, x, _REDUCE_DTYPES[op], "reduce")
-    shape, strides = tuple(x.shape), L.element_strides(x)
+    shape, strides = tuple(x.shape), S.element_strides(x)
     ndim = len(shape)
     axes = tuple(sorted({int(a) % ndim for a in axes})) if ndim else ()
     reduced = set(axes)
@@ -215,7 +202,7 @@ def _reduce_plan(dev, op, x, axes, keepdims):
     n_red = math.prod(shape[a] for a in axes)
     if n_out == 0:
         return out_shape, x.dtype, None, ()
-    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    kept_dims = S.merged([(shape[a], strides[a]) for a in kept_axes])
     base = 0
     red_dims = []
     if n_red == 0:
@@ -228,9 +215,9 @@ def _reduce_plan(dev, op, x, axes, keepdims):
                 s = -s
             red_dims.append((n, s))
         red_dims.sort(key=lambda d: -d[1])
-        red_dims = _merge(red_dims)
+        red_dims = S.merged(red_dims)
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and not (red_dims and red_dims[-1][1] == 1)
-    partial, launches = _launches(dev, f"reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
+    partial, launches = _launches(dev, op, f"{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, base,
                                   n_out, n_red, columns)
     return out_shape, x.dtype, partial, launches
 
@@ -243,14 +230,14 @@ def arg_reduce(dev, op, x, axis):
         p = _arg_reduce_plan(dev, op, x, axis)
         if _override is None:
             plans[key] = p
-    return _execute(dev, p, x)
+    return _execute(dev, op, p, x)
 
 
 def _arg_reduce_plan(dev, op, x, axis):
     if op not in _ARG_OPS:
         raise KeyError(op)
     _check(op, x, _NUMERIC, "arg_reduce")
-    shape, strides = tuple(x.shape), L.element_strides(x)
+    shape, strides = tuple(x.shape), S.element_strides(x)
     ndim = len(shape)
     if ndim == 0:
         raise ValueError(f"{op} needs an array of rank >= 1")
@@ -262,10 +249,10 @@ def _arg_reduce_plan(dev, op, x, axis):
     n_out = math.prod(out_shape)
     if n_out == 0:
         return out_shape, np.dtype(np.int64), None, ()
-    kept_dims = _merge([(shape[a], strides[a]) for a in kept_axes])
+    kept_dims = S.merged([(shape[a], strides[a]) for a in kept_axes])
     # the index is the position along the axis: keep its direction (first occurrence wins)
     red_dims = [(shape[axis], strides[axis])]
     columns = bool(kept_dims) and abs(kept_dims[-1][1]) == 1 and strides[axis] != 1
-    partial, launches = _launches(dev, f"arg_reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, 0,
+    partial, launches = _launches(dev, op, f"arg_reduce_{op}_{L.suffix(x.dtype)}", kept_dims, red_dims, 0,
                                   n_out, shape[axis], columns)
     return out_shape, np.dtype(np.int64), partial, launches

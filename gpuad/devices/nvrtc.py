@@ -22,8 +22,8 @@ A family compiles in under a second to about twenty seconds (binary is the large
 ``python -m gpuad kernels`` fills the cache ahead of time, or checks that every
 family compiles (``--check``), with no GPU needed: only NVRTC.
 
->>> from gpuad.devices.cuda import nvrtc
->>> nvrtc.family_of("binary_mul_f32_contig"), nvrtc.family_of("reduce_sum_f64")
+>>> from gpuad.devices import nvrtc
+>>> nvrtc.family_of("binary_multiply_f32_contig"), nvrtc.family_of("reduce_sum_f64")
 ('binary', 'reduction')
 >>> "--ftz=false" in nvrtc.options("binary", "sm_90")
 True
@@ -39,9 +39,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import KernelCompileError
-from .. import kernel_sources
-from ..kernel_sources import atomic_write, kernel_dir
+from ..errors import KernelCompileError
+from . import kernel_sources
+from .kernel_sources import atomic_write, kernel_dir
 
 __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options", "cache_key", "compile_family",
            "nvrtc_version", "supported_archs", "parse_arch", "target_for", "NvrtcUnavailableError",
@@ -50,10 +50,11 @@ __all__ = ["CudaUnavailableError", "FAMILIES", "family_of", "assemble", "options
 #: Kernel families: the source file stem of each, in ``kernels/``.
 FAMILIES = ("unary", "binary", "cast", "reduction", "layout", "nn", "random", "optim")
 
-# Kernel name prefix -> family (kernels/README.md: names are <family op>_<dtype>...).
-# Longest prefixes first: "unary_grad_" before "unary_".
+# Kernel name prefix -> family (kernels/README.md: names are <family op>_<dtype>...; the
+# unary_grad kernels are unary_<op>_..., their ops ending in _grad). A prefix that starts
+# another must come after it.
 _PREFIXES = (
-    ("unary_grad_", "unary"), ("unary_", "unary"), ("binary_", "binary"), ("where_", "binary"),
+    ("unary_", "unary"), ("binary_", "binary"), ("where_", "binary"),
     ("cast_", "cast"), ("fill_", "cast"),
     ("arg_reduce_", "reduction"), ("reduce_", "reduction"),
     ("layout_", "layout"), ("gather_", "layout"), ("scatter_add_", "layout"), ("one_hot_", "layout"),

@@ -1,6 +1,8 @@
-"""Launch code for ``kernels/nn.cu`` (softmax, log_softmax, softmax cross-entropy
-and its fused backward) and ``kernels/random.cu`` (Philox-4x32-10 uniform and
-normal samples, the same numbers as ``gpuad/devices/philox.py``).
+"""Launch code for ``kernels/nn.cu`` (the ``softmax`` family: softmax, log_softmax;
+``softmax_xent``: softmax_cross_entropy; and the fused backward of the latter) and
+``kernels/random.cu`` (the ``random`` family: Philox-4x32-10 random_uniform and
+random_normal samples, the same numbers as ``gpuad/devices/philox.py``). Kernels
+are named ``<op>_<dtype>[_<schedule>]``: ``softmax_cross_entropy_f32_warp``.
 
 Softmax-like kernels see each operand as rows x len along ``axis`` (any axis,
 any strides). A launch picks one of three schedules (see kernels/nn.cu):
@@ -23,10 +25,8 @@ import math
 import numpy as np
 
 from .. import philox
-from . import launch as L
-from .layout import broadcast_strides, c_strides, coalesce
-
-FAMILIES = ("softmax", "softmax_xent", "random")
+from . import common as L
+from .strides import broadcast_strides, c_strides, coalesce, element_strides
 
 SCHEDULES = ("warp", "block", "col")
 _WARP_MAX_LEN = 2048
@@ -114,7 +114,7 @@ def _softmax(dev, op, x, axis, schedule=None):
         (op, dt, x.shape, x.strides, axis, schedule), _softmax_plan, op, x, axis, schedule)
     out = dev.launcher.empty(shape, dt)  # (shape a tuple, dt a NumPy dtype: what dev.empty makes)
     if kernel is not None:
-        dev.launch(kernel, work, (out, lo, oa, x, lx, xa, nrows, len_))
+        dev.launch(kernel, work, (out, lo, oa, x, lx, xa, nrows, len_), op=op)
     return out
 
 
@@ -128,7 +128,7 @@ def _softmax_plan(op, x, axis, schedule):
     size = math.prod(shape)
     if size == 0:
         return shape, None, 0, None, None, None, None, None, None
-    rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, L.element_strides(x), c_strides(shape))
+    rshape, (xr, orr), (xa, oa), len_ = _rows(shape, axis, element_strides(x), c_strides(shape))
     nrows = size // len_
     kernel, work = _rows_kernel(f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
     return (shape, kernel, work, L.make_layout(rshape, orr), L.i64(oa), L.make_layout(rshape, xr),
@@ -142,13 +142,13 @@ def _softmax_xent(dev, op, labels, logits, axis, schedule=None):
         _softmax_xent_plan, op, labels, logits, axis, schedule)
     out = dev.launcher.empty(shape, dt)
     if kernel is not None:
-        dev.launch(kernel, work, (out, labels, ly, ya, logits, lx, xa, nrows, len_))
+        dev.launch(kernel, work, (out, labels, ly, ya, logits, lx, xa, nrows, len_), op=op)
     return out
 
 
 def _softmax_xent_plan(op, labels, logits, axis, schedule):
     """``(out shape, kernel, work, *the kernel's arguments but out, labels and logits)``."""
-    if op != "softmax_xent":
+    if op != "softmax_cross_entropy":
         raise KeyError(op)
     sfx = _float_suffix(logits.dtype, op)
     if labels.dtype != logits.dtype:
@@ -160,8 +160,8 @@ def _softmax_xent_plan(op, labels, logits, axis, schedule):
     if nrows == 0:
         return out_shape, None, 0, None, None, None, None, None, None
     rshape, (yr, xr), (ya, xa), len_ = _rows(shape, axis, broadcast_strides(labels, shape),
-                                             L.element_strides(logits))
-    kernel, work = _rows_kernel(f"softmax_xent_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
+                                             element_strides(logits))
+    kernel, work = _rows_kernel(f"{op}_{sfx}", _schedule(len_, nrows, xa, schedule), nrows)
     return (out_shape, kernel, work, L.make_layout(rshape, yr), L.i64(ya), L.make_layout(rshape, xr),
             L.i64(xa), L.i64(nrows), L.i64(len_))
 
@@ -181,7 +181,7 @@ def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
     g_strides = broadcast_strides(g, shape[:axis] + shape[axis + 1:])
     g_strides = g_strides[:axis] + (0,) + g_strides[axis:]  # any stride: the axis is split off
     rshape, (orr, gr, yr, xr), (oa, _, ya, xa), len_ = _rows(
-        shape, axis, c_strides(shape), g_strides, broadcast_strides(labels, shape), L.element_strides(logits))
+        shape, axis, c_strides(shape), g_strides, broadcast_strides(labels, shape), element_strides(logits))
     nrows = out.size // len_
     args = (out, L.make_layout(rshape, orr), L.i64(oa), g, L.make_layout(rshape, gr), labels,
             L.make_layout(rshape, yr), L.i64(ya), logits, L.make_layout(rshape, xr), L.i64(xa),
@@ -192,16 +192,16 @@ def softmax_xent_bwd(dev, g, labels, logits, axis, schedule=None):
 
 # -- random ---------------------------------------------------------------------------------
 def random(dev, op, shape, dtype, key, offset):
-    if op not in ("uniform", "normal"):
+    if op not in ("random_uniform", "random_normal"):
         raise KeyError(op)
     dtype = np.dtype(dtype)
-    sfx = _float_suffix(dtype, f"random {op}")
+    sfx = _float_suffix(dtype, op)
     out = dev.empty(tuple(shape), dtype)
     n = out.size
     if n:
         per_block = 4 // philox.words_per_element(op, dtype)  # elements per Philox block
-        dev.launch(f"random_{op}_{sfx}", -(-n // per_block),
-                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)))
+        dev.launch(f"{op}_{sfx}", -(-n // per_block),
+                   (out, np.uint64(int(key) & _MASK64), np.uint64(int(offset) & _MASK64), L.i64(n)), op=op)
     return out
 
 

@@ -33,9 +33,8 @@ import math
 
 import numpy as np
 
-from . import launch as L
-
-FAMILIES = ("layout", "concat", "gather", "one_hot")
+from . import common as L
+from . import strides as S
 
 #: Elements per thread and grid-stride step of the strided copy kernels (``kCopyUnroll``
 #: in kernels/layout.cu): launches size their grid for n / COPY_UNROLL threads.
@@ -47,61 +46,6 @@ _INDEX_SUFFIX = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64"}
 
 
 # -- geometry (host metadata only) ------------------------------------------------------
-def c_strides(shape) -> tuple:
-    """Element strides of a C-contiguous array of ``shape``."""
-    out, s = [], 1
-    for n in reversed(tuple(shape)):
-        out.append(s)
-        s *= int(n)
-    return tuple(reversed(out))
-
-
-def coalesce(shape, *strides):
-    """``(shape, [strides, ...])`` with size-1 axes dropped and neighbouring axes
-    merged where they are contiguous in every operand. The row-major linear
-    index -> element offset map of every operand is unchanged."""
-    out_shape: list[int] = []
-    out_strides: list[list[int]] = [[] for _ in strides]
-    for d, n in enumerate(shape):
-        n = int(n)
-        if n == 1:
-            continue
-        ss = [int(s[d]) for s in strides]
-        if out_shape and all(prev[-1] == s * n for prev, s in zip(out_strides, ss)):
-            out_shape[-1] *= n
-            for prev, s in zip(out_strides, ss):
-                prev[-1] = s
-        else:
-            out_shape.append(n)
-            for prev, s in zip(out_strides, ss):
-                prev.append(s)
-    return tuple(out_shape), [tuple(s) for s in out_strides]
-
-
-def broadcast_strides(buf, shape) -> tuple:
-    """Element strides of ``buf`` read as broadcast to ``shape`` (NumPy rules)."""
-    shape = tuple(shape)
-    own, strides = tuple(buf.shape), L.element_strides(buf)
-    lead = len(shape) - len(own)
-    if lead < 0:
-        raise ValueError(f"cannot broadcast a buffer of shape {own} to {shape}")
-    out = [0] * lead
-    for d, (n, s) in enumerate(zip(own, strides)):
-        if n == shape[lead + d]:
-            out.append(s)
-        elif n == 1:
-            out.append(0)
-        else:
-            raise ValueError(f"cannot broadcast a buffer of shape {own} to {shape}")
-    return tuple(out)
-
-
-def flat_layout(buf):
-    """The Layout of ``buf`` over its own shape, coalesced (same linear-index map)."""
-    shape, (strides,) = coalesce(buf.shape, L.element_strides(buf))
-    return L.make_layout(shape, strides)
-
-
 def slice_geometry(shape, strides, key):
     """``(offset, shape, strides)`` of ``x[key]`` for a basic key (see
     ``gpuad.ops.array.canonical_key``: per axis an int or a slice, plus None
@@ -149,7 +93,7 @@ def slice_geometry(shape, strides, key):
 # asks the launcher for that allocation itself when it would fail (a negative size),
 # so that the same error comes first.
 
-_PLAN_CAP = L.PLAN_CAP  # (launch.py says why plans are capped)
+_PLAN_CAP = L.PLAN_CAP  # (common.py says why plans are capped)
 
 _layout_plans: dict = {}
 _concat_plans: dict = {}
@@ -179,16 +123,16 @@ def _alloc_check(dev, shape, dtype) -> None:
             return
 
 
-def _run(dev, plan, xs):
+def _run(dev, op, plan, xs):
     shape, dtype, steps = plan
     out = dev.launcher.empty(shape, dtype)
     for kernel, work, src, head, tail in steps:
         if kernel is None:
-            dev.copy_bytes(out, head, xs[src], tail, work)
+            dev.copy_bytes(out, head, xs[src], tail, work, op=op)
         elif src is None:
-            dev.launch(kernel, work, (out, *head))
+            dev.launch(kernel, work, (out, *head), op=op)
         else:
-            dev.launch(kernel, work, (out, *head, xs[src], *tail))
+            dev.launch(kernel, work, (out, *head, xs[src], *tail), op=op)
     return out
 
 
@@ -209,9 +153,9 @@ def _copy_steps(out_offset, out_strides, src, dtype, x_offset, x_strides, shape)
     if n == 0:
         return []
     sfx = L.suffix(dtype)
-    shp, (ds, ss) = coalesce(shape, out_strides, x_strides)
+    shp, (ds, ss) = S.coalesce(shape, out_strides, x_strides)
     oo, xo, nn = L.i64(out_offset), L.i64(x_offset), L.i64(n)
-    if ds != c_strides(shp):
+    if ds != S.c_strides(shp):
         return [(f"layout_copy_{sfx}_dst_strided", -(-n // COPY_UNROLL), src,
                  (oo, L.make_layout(shp, ds)), (xo, L.make_layout(shp, ss), nn))]
     if ss == ds:  # both contiguous: a byte copy (cudaMemcpyAsync on cuda)
@@ -229,7 +173,7 @@ def _copy_steps(out_offset, out_strides, src, dtype, x_offset, x_strides, shape)
 def _materialize_plan(dev, x, offset, shape, strides):
     """The plan of a new contiguous buffer holding the view (offset, shape, strides) of x."""
     _alloc_check(dev, shape, x.dtype)
-    return (shape, x.dtype, tuple(_copy_steps(0, c_strides(shape), 0, x.dtype, offset, strides, shape)))
+    return (shape, x.dtype, tuple(_copy_steps(0, S.c_strides(shape), 0, x.dtype, offset, strides, shape)))
 
 
 # -- the protocol -------------------------------------------------------------------------
@@ -240,8 +184,8 @@ def layout(dev, op, x, **attrs):
         key = (op, x.dtype, x.shape, x.strides)
         plan = _layout_plans.get(key)
         if plan is None:
-            plan = _cached(_layout_plans, key, _materialize_plan(dev, x, 0, tuple(x.shape), L.element_strides(x)))
-        return _run(dev, plan, (x,)).reshape(tuple(attrs["shape"]))
+            plan = _cached(_layout_plans, key, _materialize_plan(dev, x, 0, tuple(x.shape), S.element_strides(x)))
+        return _run(dev, op, plan, (x,)).reshape(tuple(attrs["shape"]))
     if op == "transpose":
         arg = attrs["perm"]
     elif op == "broadcast_to":
@@ -269,27 +213,27 @@ def layout(dev, op, x, **attrs):
         plan = _layout_plan(dev, op, x, arg)
         if key is not None:
             _cached(_layout_plans, key, plan)
-    return _run(dev, plan, (x,))
+    return _run(dev, op, plan, (x,))
 
 
 def _layout_plan(dev, op, x, arg):
     if op == "transpose":
         perm = tuple(int(p) % max(len(x.shape), 1) for p in arg)
-        strides = L.element_strides(x)
+        strides = S.element_strides(x)
         return _materialize_plan(dev, x, 0, tuple(x.shape[p] for p in perm), tuple(strides[p] for p in perm))
     if op == "broadcast_to":
         shape = tuple(int(n) for n in arg)
-        return _materialize_plan(dev, x, 0, shape, broadcast_strides(x, shape))
+        return _materialize_plan(dev, x, 0, shape, S.broadcast_strides(x, shape))
     if op == "strided_slice":
-        offset, shape, strides = slice_geometry(x.shape, L.element_strides(x), arg)
+        offset, shape, strides = slice_geometry(x.shape, S.element_strides(x), arg)
         return _materialize_plan(dev, x, offset, shape, strides)
     # strided_slice_grad: x is the upstream gradient of full[key]
     shape, key = arg
     shape = tuple(int(n) for n in shape)
     _alloc_check(dev, shape, x.dtype)
     zero = _zero_step(x.dtype, shape)
-    offset, sshape, sstrides = slice_geometry(shape, c_strides(shape), key)
-    steps = _copy_steps(offset, sstrides, 0, x.dtype, 0, broadcast_strides(x, sshape), sshape)
+    offset, sshape, sstrides = slice_geometry(shape, S.c_strides(shape), key)
+    steps = _copy_steps(offset, sstrides, 0, x.dtype, 0, S.broadcast_strides(x, sshape), sshape)
     return (shape, x.dtype, tuple(([zero] if zero else []) + steps))
 
 
@@ -303,7 +247,7 @@ def concat(dev, op, *xs, axis):
         plan = _concat_plan(xs, axis)
         if key is not None:
             _cached(_concat_plans, key, plan)
-    return _run(dev, plan, xs)
+    return _run(dev, op, plan, xs)
 
 
 def _concat_plan(xs, axis):
@@ -317,11 +261,11 @@ def _concat_plan(xs, axis):
     shape = list(first.shape)
     shape[axis] = sum(int(x.shape[axis]) for x in xs)
     shape = tuple(shape)
-    cs = c_strides(shape)
+    cs = S.c_strides(shape)
     steps = []
     start = 0
     for i, x in enumerate(xs):  # one copy per input into its slab of out
-        steps += _copy_steps(start * cs[axis], cs, i, x.dtype, 0, L.element_strides(x), tuple(x.shape))
+        steps += _copy_steps(start * cs[axis], cs, i, x.dtype, 0, S.element_strides(x), tuple(x.shape))
         start += int(x.shape[axis])
     return (shape, first.dtype, tuple(steps))
 
@@ -349,9 +293,9 @@ def gather(dev, op, x, indices, axis, shape=None):
     out_shape, dtype, zero, kernel, n, lx, li, tail = plan
     out = dev.launcher.empty(out_shape, dtype)
     if zero is not None:
-        dev.launch(zero[0], zero[1], (out, *zero[3]))
+        dev.launch(zero[0], zero[1], (out, *zero[3]), op=op)
     if kernel is not None:
-        dev.launch(kernel, n, (out, x, lx, indices, li, *tail))
+        dev.launch(kernel, n, (out, x, lx, indices, li, *tail), op=op)
     return out
 
 
@@ -367,7 +311,7 @@ def _gather_plan(dev, op, x, indices, axis, shape):
             return (out_shape, x.dtype, None, None, 0, None, None, None)
         inner = math.prod(x.shape[axis + 1:])
         return (out_shape, x.dtype, None, f"gather_{L.suffix(x.dtype)}_{isfx}", n,
-                flat_layout(x), flat_layout(indices),
+                S.flat_layout(x), S.flat_layout(indices),
                 (L.i64(n_idx), L.i64(x.shape[axis]), L.i64(inner), L.i64(n)))
     if op == "scatter_add":  # x holds the updates; shape is the result's
         shape = tuple(int(d) for d in shape)
@@ -381,7 +325,7 @@ def _gather_plan(dev, op, x, indices, axis, shape):
             return (shape, x.dtype, zero, None, 0, None, None, None)
         inner = math.prod(shape[axis + 1:])
         return (shape, x.dtype, zero, f"scatter_add_{L.suffix(x.dtype)}_{isfx}", n,
-                flat_layout(x), flat_layout(indices),
+                S.flat_layout(x), S.flat_layout(indices),
                 (L.i64(n_idx), L.i64(shape[axis]), L.i64(inner), L.i64(n)))
     raise KeyError(op)
 
@@ -401,7 +345,7 @@ def one_hot(dev, op, indices, depth, on_value, off_value, dtype):
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:
         dev.launch(kernel, n, (out, indices, li, depth, _one_hot_value(on_value, dtype),
-                               _one_hot_value(off_value, dtype), nn))
+                               _one_hot_value(off_value, dtype), nn), op=op)
     return out
 
 
@@ -416,7 +360,7 @@ def _one_hot_plan(dev, op, indices, depth, on_value, off_value, dtype):
     isfx = _index_suffix(indices, op)
     if dtype not in L.SUFFIX:  # the values were converted before the dtype was checked
         _one_hot_value(on_value, dtype), _one_hot_value(off_value, dtype)
-    return (shape, dtype, f"one_hot_{L.suffix(dtype)}_{isfx}", n, flat_layout(indices), L.i64(depth),
+    return (shape, dtype, f"one_hot_{L.suffix(dtype)}_{isfx}", n, S.flat_layout(indices), L.i64(depth),
             L.i64(n))
 
 

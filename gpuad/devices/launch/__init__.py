@@ -8,8 +8,17 @@ through a *launcher*, the only part that differs between devices:
 
 - ``emulated``: NumPy buffers, kernels compiled by g++ for the host
   (``gpuad/devices/emulated.py``);
-- ``cuda``: CuPy buffers, kernels compiled by NVRTC per family (``nvrtc.py``),
-  loaded with ``cupy.RawModule``.
+- ``cuda``: CuPy buffers, kernels compiled by NVRTC per family
+  (``gpuad/devices/nvrtc.py``), loaded with ``cupy.RawModule``
+  (``gpuad/devices/cuda.py``).
+
+The families live one module per kernel source file: ``elementwise`` (unary,
+binary, unary_grad, where, cast, fill), ``reduction`` (reduce, arg_reduce),
+``layout`` (layout, concat, gather, one_hot), ``nn`` (softmax, softmax_xent,
+random) and ``optim``, each a function ``family(dev, op, *buffers, **attrs)``
+that :class:`KernelDevice` binds as its method. ``common`` holds what every
+family needs (dtype suffixes, the ``Layout`` struct, plan caches) and
+``strides`` the shape and stride arithmetic (broadcasting, merging axes).
 
 A launcher provides ``name``, ``kind``, ``max_blocks`` (and, optionally,
 ``max_blocks_for(kernel, block, shared_mem)``: a kernel's occupancy), ``empty(shape, dtype)``,
@@ -23,14 +32,18 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import numpy as np
 
 from .. import KERNEL_SET, Device
 from ...errors import KernelCompileError, KernelLaunchError
-from . import launch as L
-from .nvrtc import CudaUnavailableError
+from ..nvrtc import CudaUnavailableError
+from . import common as L
+from . import elementwise as _elementwise
+from . import layout as _layout
+from . import nn as _nn
+from . import optim as _optim
+from . import reduction as _reduction
 
 __all__ = ["KernelDevice", "KernelCompileError", "KernelLaunchError"]
 
@@ -66,9 +79,34 @@ class KernelDevice(Device):
     def empty(self, shape, dtype):
         return self.launcher.empty(tuple(shape), np.dtype(dtype))
 
+    # -- the kernel families of KERNEL_SET ---------------------------------------
+    # Each is the function ``family(dev, op, ...)`` of its family module, bound as a
+    # method by assignment: no wrapper, so no extra Python call per op.
+    unary = _elementwise.unary
+    binary = _elementwise.binary
+    unary_grad = _elementwise.unary_grad
+    where = _elementwise.where
+    cast = _elementwise.cast
+    fill = _elementwise.fill
+    reduce = _reduction.reduce
+    arg_reduce = _reduction.arg_reduce
+    layout = _layout.layout
+    concat = _layout.concat
+    gather = _layout.gather
+    one_hot = _layout.one_hot
+    softmax = _nn.softmax
+    softmax_xent = _nn.softmax_xent
+    random = _nn.random
+    optim = _optim.optim
+
+    def matmul(self, op, a, b, transpose_a, transpose_b):
+        return self.launcher.matmul(a, b, transpose_a, transpose_b)
+
+    # -- launches ---------------------------------------------------------------------
     def launch(self, kernel: str, n: int, args, block: int = L.BLOCK, shared_mem: int = 0,
-               blocks: int | None = None):
-        """Launch ``kernel`` over ``n`` work items (grid-stride), or on ``blocks`` blocks.
+               blocks: int | None = None, op: str | None = None):
+        """Launch ``kernel`` over ``n`` work items (grid-stride), or on ``blocks`` blocks,
+        for the protocol op ``op`` (every family function passes it; errors name it).
 
         A grid-stride launch gets enough blocks to cover ``n``, at most as many as the
         device runs at once for this kernel (:meth:`max_blocks_for`). With
@@ -93,7 +131,7 @@ class KernelDevice(Device):
         except (MemoryError, TypeError, ValueError, CudaUnavailableError):
             raise  # out of memory; arguments that do not fit the kernel's parameters; no NVRTC
         except RuntimeError as e:
-            raise self._launch_error(kernel, e) from e
+            raise self._launch_error(kernel, e, op) from e
 
     def max_blocks_for(self, kernel: str, block: int = L.BLOCK, shared_mem: int = 0) -> int:
         """How many blocks of ``kernel`` the device runs at once: from the occupancy
@@ -102,9 +140,8 @@ class KernelDevice(Device):
         occupancy = self._occupancy
         return self.max_blocks if occupancy is None else occupancy(kernel, block, shared_mem)
 
-    def _launch_error(self, kernel: str, error: RuntimeError) -> RuntimeError:
-        """``error`` from launching ``kernel``, as a gpuad error naming the kernel and op."""
-        op = _calling_op()
+    def _launch_error(self, kernel: str, error: RuntimeError, op: str | None = None) -> RuntimeError:
+        """``error`` from launching ``kernel`` for ``op``, as a gpuad error naming both."""
         what = f"kernel {kernel}" + (f" (op {op})" if op else "") + f" on device {self.name}"
         from ..host_build import HostBuildError  # (the emulated device's compile error)
         if isinstance(error, (KernelCompileError, HostBuildError)):
@@ -118,38 +155,15 @@ class KernelDevice(Device):
             "GPUAD_SYNC=1 to check after every launch and name the kernel that failed.")
         return KernelLaunchError(f"{what} failed: {error}{hint}", kernel=kernel, op=op)
 
-    def matmul(self, op, a, b, transpose_a, transpose_b):
-        return self.launcher.matmul(a, b, transpose_a, transpose_b)
-
-    def copy_bytes(self, dst, dst_offset: int, src, src_offset: int, nbytes: int) -> None:
+    def copy_bytes(self, dst, dst_offset: int, src, src_offset: int, nbytes: int,
+                   op: str | None = None) -> None:
         """Copy ``nbytes`` bytes of buffer ``src`` from byte ``src_offset`` to buffer ``dst``
         at byte ``dst_offset``, on the device, in order with the kernels
-        (``cudaMemcpyAsync`` on cuda). Waits for it under ``GPUAD_SYNC=1``, like a launch."""
+        (``cudaMemcpyAsync`` on cuda), for ``op`` (named by errors). Waits for it under
+        ``GPUAD_SYNC=1``, like a launch."""
         try:
             self.launcher.copy_bytes(dst, dst_offset, src, src_offset, nbytes)
             if self.sync:
                 self.launcher.synchronize()
         except RuntimeError as e:
-            raise self._launch_error("copy_bytes (cudaMemcpyAsync)", e) from e
-
-
-def _calling_op(depth: int = 12) -> str | None:
-    """The ``op`` of the innermost family function (``binary(dev, op, ...)``) on the
-    caller's stack, for error messages; None if there is none. Error path only."""
-    frame = sys._getframe(2)
-    while frame is not None and depth > 0:
-        if frame.f_code.co_name in KERNEL_SET:
-            op = frame.f_locals.get("op")
-            if isinstance(op, str):
-                return op
-        frame, depth = frame.f_back, depth - 1
-    return None
-
-
-# Each family module implements some families of the device protocol as
-# functions ``family(device, op, *buffers, **attrs)``; bind them as methods.
-from . import elementwise, reduction, layout, nn, optim  # noqa: E402
-
-for _module in (elementwise, reduction, layout, nn, optim):
-    for _family in _module.FAMILIES:
-        setattr(KernelDevice, _family, getattr(_module, _family))
+            raise self._launch_error("copy_bytes (cudaMemcpyAsync)", e, op) from e
