@@ -45,7 +45,11 @@ def test_a_read_value_never_changes(device):
 
 def test_a_free_buffer_is_updated_in_place(device):
     """No Tensor holds the value: the step writes into the variable's own buffer
-    (no copy), as a steady-state training loop needs."""
+    (no copy), as a steady-state training loop needs. (The cpu device computes
+    every step on copies, its way of being all or nothing, so this is for the
+    kernel devices.)"""
+    if device == "cpu":
+        pytest.skip("the cpu device's optim always returns new buffers")
     v = ad.Variable(np.zeros(4, np.float32))
     opt = ad.optimizers.SGD(1.0)
     _step(opt, v)                      # the first step copies: v adopted a constant's buffer
@@ -115,7 +119,7 @@ def test_reads_while_another_thread_trains(name):
         trainer.start()
         try:
             reads = []
-            while len(reads) < 200:
+            while len(reads) < 200 or len(steps) < 20:  # both threads busy for a while
                 t = v.read_value()
                 reads.append((t, t.numpy().copy()))
         finally:
