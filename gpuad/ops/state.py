@@ -84,6 +84,11 @@ READ_VARIABLE = P("read_variable", I.read_variable, vjps=(lambda g, out, variabl
 def _assign(*values, variables):
     """Each value becomes its variable's value, all at once (``gpuad.load``
     assigns a whole checkpoint with one call)."""
+    if len(variables) == 1:  # a few attribute stores, no call or loop: CPython runs no
+        # signal handler (Ctrl-C) in between, so nothing can cut this in half
+        with variables[0]._lock:
+            variables[0]._adopt(values[0])
+        return
     with deferred_interrupts(), locked(variables), _commit(variables):
         for variable, value in zip(variables, values):
             variable._adopt(value)
@@ -92,8 +97,9 @@ def _assign(*values, variables):
 def _update(row_name):
     def update(delta, variable):
         kernel = getattr(T, row_name).kernel(variable._device)
-        with deferred_interrupts(), variable._lock:
-            # a new buffer, computed before anything changes; the variable made it
+        with variable._lock:
+            # a new buffer, computed before anything changes (the variable made it);
+            # then one reference swap
             variable._own(kernel(variable._data, delta._data))
     return update
 
@@ -126,7 +132,7 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
             dev = iterations._device
             one = T.FILL.kernel(dev)(shape=(), value=1, dtype=iterations._data.dtype)
             count = T.ADD.kernel(dev)(iterations._data, one)
-        results = []  # (variables of the group, their new buffers, slot variables, new buffers)
+        results = []  # per group: (its variables and slots, their new buffers)
         # Every group but the last works out of place (on copies): if a later group
         # fails, no variable has changed yet. The largest group goes last, in place.
         ordered = sorted(groups.items(), key=lambda item: sum(variables[j]._data.size
