@@ -177,13 +177,13 @@ class Optimizer:
         self._set_learning_rate(value)
 
     def _step_count(self) -> int:
-        return int(self._iterations)  # a cpu Variable: no device sync
+        return int(self._iterations._host_value())  # a cpu Variable: no device sync
 
     def _current_lr(self) -> np.float32:
         """The learning rate of the next step, as float32, computed on the host."""
         lr = self._learning_rate
         if lr is self._lr_var:
-            return np.float32(self._lr_var)
+            return np.float32(self._lr_var._host_value())
         if isinstance(lr, schedules.LearningRateSchedule):
             if type(lr).value is not schedules.LearningRateSchedule.value:
                 return np.float32(lr.value(self._step_count()))
@@ -404,7 +404,7 @@ class Optimizer:
             h = self._hyper(f, f(lr32), step)
             h["lr"] = float(f(lr32))
             h["weight_decay"] = None if self.weight_decay is None else float(f(self.weight_decay))
-            hyper[dtype.name] = h
+            hyper[dtype] = h
         slots = [[kind[self._index[v._id]] for v in variables] for kind in self._slots]
         bind(APPLY_UPDATE, tuple(grads), rule=self._rule, variables=variables, slots=slots,
              hyper=hyper, iterations=self._iterations, caches=self._caches)

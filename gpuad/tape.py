@@ -52,12 +52,13 @@ class Node:
     """One recorded op: its primitive, inputs, output and static attributes.
 
     Of the inputs and the output, the node keeps only what the primitive's VJPs
-    read (the row's ``keeps``); the rest become :class:`~gpuad.ops.core.Abstract`
-    values (shape, dtype, device and id, no data), so the tape does not hold
-    the memory of, say, an ``add``'s inputs. A tape drops the node as soon as its
+    read (the row's ``keeps``): other inputs become :class:`~gpuad.ops.core.Abstract`
+    values (shape, dtype, device and id, no data), an output not kept becomes
+    None (its id is kept), so the tape does not hold the memory of, say, an
+    ``add``'s inputs. A tape drops the node as soon as its
     VJP has run (non-persistent) or when the tape is dropped."""
 
-    __slots__ = ("prim", "inputs", "out", "attrs")
+    __slots__ = ("prim", "inputs", "out", "out_id", "attrs")
 
     def __init__(self, prim, inputs, out, attrs):
         if prim.keep_all_inputs:
@@ -67,7 +68,8 @@ class Node:
             self.inputs = tuple(x if i < len(keep) and keep[i] else Abstract.of(x)
                                 for i, x in enumerate(inputs))
         self.prim = prim
-        self.out = out if prim.keep_out else Abstract.of(out)
+        self.out = out if prim.keep_out else None  # VJPs that do not keep it get None
+        self.out_id = out._id
         self.attrs = attrs
 
 
@@ -427,7 +429,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     for node in nodes:
         for x in node.inputs:
             if x._id in relevant:
-                relevant.add(node.out._id)
+                relevant.add(node.out_id)
                 break
 
     n = len(nodes)
@@ -435,7 +437,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
         n -= 1
         node = nodes.pop() if consume else nodes[n]
         out = node.out
-        out_id = out._id
+        out_id = node.out_id
         g = cot.get(out_id) if out_id in source_ids else cot.pop(out_id, None)
         if g is None:
             continue

@@ -496,6 +496,11 @@ class Variable:
         t._lease = lease
         return t
 
+    def _host_value(self):
+        """A host copy of the current value (a NumPy array), not recorded, no lease."""
+        with self._lock:  # no update writes into the buffer while it is copied
+            return self._device.to_host(self._data)
+
     # -- reading ---------------------------------------------------------------
     def _read(self) -> Tensor:
         """The current value as a Tensor; recorded on every active tape that

@@ -282,14 +282,18 @@ def test_a_fault_in_a_later_launch_changes_nothing(monkeypatch):
         monkeypatch.setattr(type(launcher), "launch", real)
 
 
-def test_ctrl_c_during_a_step_is_held_back_until_the_step_is_whole(device, monkeypatch):
+def test_ctrl_c_during_a_step_applies_it_wholly_or_not_at_all(device, monkeypatch):
+    """A real SIGINT arrives while the device computes the update. The cpu device
+    works on copies, so the step stops cleanly (nothing changed); a kernel device
+    writes in place, so Ctrl-C is held back until the step is whole. Either way:
+    every variable, slot and iterations agree."""
     variables = _model(device)
     twins = [ad.Variable(v.numpy()) for v in variables]
     grads = [ad.ones(v.shape) for v in variables]
     opt, reference = ad.optimizers.Adam(0.1), ad.optimizers.Adam(0.1)
     opt.apply_gradients(zip(grads, variables))
     reference.apply_gradients(zip(grads, twins))
-    reference.apply_gradients(zip(grads, twins))
+    before = _state(opt, variables)
     dev = ad.devices.get(device)
     real = type(dev).optim
 
@@ -300,9 +304,13 @@ def test_ctrl_c_during_a_step_is_held_back_until_the_step_is_whole(device, monke
     with pytest.raises(KeyboardInterrupt):
         opt.apply_gradients(zip(grads, variables))
     monkeypatch.setattr(type(dev), "optim", real)
-    assert int(opt.iterations) == 2
-    for v, w in zip(variables, twins):
-        np.testing.assert_array_equal(v.numpy(), w.numpy())
+    if dev.optim_in_place:
+        reference.apply_gradients(zip(grads, twins))
+        assert int(opt.iterations) == 2
+        for v, w in zip(variables, twins):
+            np.testing.assert_array_equal(v.numpy(), w.numpy())
+    else:
+        assert all(np.array_equal(x, y) for x, y in zip(before, _state(opt, variables)))
 
 
 def test_held_back_interrupts_reach_the_previous_handler():

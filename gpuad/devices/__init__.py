@@ -101,6 +101,11 @@ class Device:
 
     kernels: dict[str, frozenset[str]] = {}
 
+    #: Whether ``optim`` (with ``in_place=True``) writes into the buffers it is given
+    #: (the kernel devices), or always returns new ones (cpu): the caller must then
+    #: not be interrupted between that write and adopting the results.
+    optim_in_place: bool = True
+
 
 _factories: dict[str, callable] = {}
 _instances: dict[str, Device] = {}

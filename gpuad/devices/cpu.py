@@ -188,6 +188,7 @@ class CpuDevice(Device):
     name = "cpu"
     kind = "cpu"
     kernels = KERNEL_SET
+    optim_in_place = False  # cpu_optim computes every step on copies
 
     def from_host(self, array):
         return np.array(array, copy=True)

@@ -53,9 +53,9 @@ class Primitive:
       row's names; it returns that input's gradient (or None), written in
       gpuad ops so that it is differentiable again.
     - ``keeps``: the names (among ``out`` and the inputs) whose values the
-      VJPs read. The tape keeps those and replaces the rest with an
-      :class:`Abstract` (shape, dtype, device), so an ``add``'s inputs are
-      freed as soon as the caller drops them.
+      VJPs read. The tape keeps those; other inputs become an :class:`Abstract`
+      (shape, dtype, device) and an output not kept becomes None, so an
+      ``add``'s inputs are freed as soon as the caller drops them.
     - ``functor``: for element-wise rows, the scalar functor in
       ``kernels/elementwise.cuh`` that computes one element (what generated,
       fused kernels call).
@@ -193,7 +193,8 @@ def eager(prim, inputs, attrs):
         if prim.aliases:
             out._lease = x._lease
     elif n == 2:
-        out = Tensor(k(inputs[0]._data, inputs[1]._data, **attrs), dev)
+        x, y = inputs
+        out = Tensor(k(x._data, y._data, **attrs) if attrs else k(x._data, y._data), dev)
     else:
         out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
     if _tape_state.stack and prim.vjps is not None and out._data.dtype.kind == "f":

@@ -88,14 +88,17 @@ def binary(kinds, to_bool=False, op=None):
     a bool result for comparisons (``to_bool``)."""
     def rule(x, y):
         xd, yd = x._data, y._data
-        if xd.dtype != yd.dtype:
-            raise dtype_error(rule.op, xd.dtype, yd.dtype, 1)
-        if xd.dtype.kind not in kinds:
+        dtype = xd.dtype
+        if dtype is not yd.dtype and dtype != yd.dtype:  # (identity first: it is cheap)
+            raise dtype_error(rule.op, dtype, yd.dtype, 1)
+        if dtype.kind not in kinds:
             raise kind_error(rule.op, kinds, x, 0)
         if y._device is not x._device:
             raise device_error(rule.op, x._device, y._device)
-        shape = xd.shape if xd.shape == yd.shape else broadcast_shape(rule.op, xd.shape, yd.shape)
-        return shape, (_BOOL if to_bool else xd.dtype)
+        shape = xd.shape
+        if shape != yd.shape:
+            shape = broadcast_shape(rule.op, shape, yd.shape)
+        return shape, (_BOOL if to_bool else dtype)
     rule.op = op
     return rule
 
@@ -369,7 +372,7 @@ def copy(x, device):
 
 
 def read_variable(variable):
-    return variable.shape, variable.dtype.numpy
+    return variable._data.shape, variable._data.dtype
 
 
 def same_as_variable(op):

@@ -22,6 +22,7 @@ import signal
 import threading
 
 from .. import devices as _devices
+from ..tape import read_variable
 from ..tensor import Tensor, locked
 from . import infer as I
 from .core import Primitive as P
@@ -72,12 +73,12 @@ COPY = P("copy", I.copy, eager=_copy)
 
 # -- read_variable(; variable): the current value, recorded on the tapes that watch it ------------
 def _read(variable):
-    from ..tape import read_variable
     return read_variable(variable, READ_VARIABLE)
 
 
+# The tape keeps the Variable itself (not a buffer: the variable lives on anyway).
 READ_VARIABLE = P("read_variable", I.read_variable, vjps=(lambda g, out, variable: g,),
-                  effect="read", eager=_read)
+                  keeps=("variable",), effect="read", eager=_read)
 
 
 # -- assign(*values; variables), assign_add(delta; variable), assign_sub(delta; variable) ------------
@@ -115,59 +116,77 @@ ASSIGN_SUB = P("assign_sub", I.same_as_variable("assign_sub"), effect="write",
 def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
     """One optimizer step: ``variables[j] -= rule(grads[j], slots)``, with the
     device's fused ``optim`` kernel, per (device, dtype) group; ``hyper`` maps
-    each group's dtype name to the rule's hyperparameters; ``iterations`` (a
+    each group's NumPy dtype to the rule's hyperparameters; ``iterations`` (a
     Variable, or None) counts the step. ``slots`` is a list of slot kinds,
     each one Variable per variable. Either every variable, slot and
     ``iterations`` changes, or none does."""
     groups: dict = {}
     for j, v in enumerate(variables):
-        groups.setdefault((v._device, v._data.dtype), []).append(j)
-    state = list(variables) + [s for kind in slots for s in kind]
+        key = (v._device, v._data.dtype)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [j]
+        else:
+            group.append(j)
+    state = list(variables)
+    for kind in slots:
+        state.extend(kind)
     if iterations is not None:
         state.append(iterations)
-    with deferred_interrupts(), locked(state):
+    # A device that writes into the variables' buffers (the kernel devices' last
+    # launch) must not be stopped by Ctrl-C between that write and the commit; one
+    # that returns new buffers (cpu) is stopped cleanly anywhere before the commit.
+    guard = deferred_interrupts() if any(dev.optim_in_place for dev, _ in groups) else _NO_GUARD
+    with guard, locked(state):
         # 1. Everything that can fail, before any variable changes.
         count = None
         if iterations is not None:
             dev = iterations._device
             one = T.FILL.kernel(dev)(shape=(), value=1, dtype=iterations._data.dtype)
             count = T.ADD.kernel(dev)(iterations._data, one)
-        results = []  # per group: (its variables and slots, their new buffers)
         # Every group but the last works out of place (on copies): if a later group
         # fails, no variable has changed yet. The largest group goes last, in place.
-        ordered = sorted(groups.items(), key=lambda item: sum(variables[j]._data.size
-                                                               for j in item[1]))
+        ordered = list(groups.items())
+        if len(ordered) > 1:
+            ordered.sort(key=lambda item: sum(variables[j]._data.size for j in item[1]))
         last = len(ordered) - 1
+        results = []  # per group: (its variables and slots, their new buffers)
         for n, ((dev, dtype), idx) in enumerate(ordered):
-            cache = caches.setdefault((dev.name, dtype.name), {})
-            copy = T.CAST.kernel(dev)
-            group_vars = [variables[j] for j in idx]
-            group_slots = [[kind[j] for j in idx] for kind in slots]
-            every = group_vars + [s for kind in group_slots for s in kind]
+            cache = caches.get((dev, dtype))
+            if cache is None:
+                cache = caches[(dev, dtype)] = {}
+            group = [variables[j] for j in idx]
+            every = group + [kind[j] for kind in slots for j in idx]
             # Write in place only into buffers no Tensor sees; the others move to a copy.
-            if not all(v._writable() for v in every):
+            bufs = [v._data if v._writable() else None for v in every]
+            if any(b is None for b in bufs):
                 cache.clear()
-            bufs = {v._id: v._data if v._writable() else copy(v._data, dtype=v._data.dtype)
-                    for v in every}
-            params = [bufs[v._id] for v in group_vars]
-            slot_bufs = [[bufs[s._id] for s in kind] for kind in group_slots]
-            new_params, new_slots = dev.optim(rule, params, [grads[j]._data for j in idx],
-                                              slot_bufs, hyper[dtype.name], cache=cache,
-                                              in_place=n == last)
-            new = list(new_params) + [b for kind in new_slots for b in kind]
-            if any(b is not bufs[v._id] for v, b in zip(every, new)):
+                copy = T.CAST.kernel(dev)
+                bufs = [b if b is not None else copy(v._data, dtype=dtype)
+                        for v, b in zip(every, bufs)]
+            k = len(idx)
+            new_params, new_slots = dev.optim(
+                rule, bufs[:k], [grads[j]._data for j in idx],
+                [bufs[k * (s + 1):k * (s + 2)] for s in range(len(slots))], hyper[dtype],
+                cache=cache, in_place=n == last)
+            new = list(new_params)
+            for kind in new_slots:
+                new.extend(kind)
+            if any(b is not a for a, b in zip(bufs, new)):
                 cache.clear()  # the kernel's pointer tables name the old buffers
             results.append((every, new))
         # 2. The commit: reference swaps only.
         with _commit(state):
             for every, new in results:
                 for v, buf in zip(every, new):
-                    if buf is not v._data or not v._writable():
+                    if buf is not v._data:
                         v._own(buf)
             if count is not None:
                 iterations._own(count)
     return None
 
+
+_NO_GUARD = contextlib.nullcontext()
 
 APPLY_UPDATE = P("apply_update", I.apply_update, effect="write", eager=_apply_update)
 
