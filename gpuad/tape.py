@@ -53,24 +53,32 @@ class Node:
 
     Of the inputs and the output, the node keeps only what the primitive's VJPs
     read (the row's ``keeps``): other inputs become :class:`~gpuad.ops.core.Abstract`
-    values (shape, dtype, device and id, no data), an output not kept becomes
-    None (its id is kept), so the tape does not hold the memory of, say, an
-    ``add``'s inputs. A tape drops the node as soon as its
-    VJP has run (non-persistent) or when the tape is dropped."""
+    values (shape, dtype and device, no data; shared between nodes), an output
+    not kept becomes None, so the tape does not hold the memory of, say, an
+    ``add``'s inputs. The ids of the inputs and the output route the gradients.
+    A tape drops the node as soon as its VJP has run (non-persistent) or when
+    the tape is dropped."""
 
-    __slots__ = ("prim", "inputs", "out", "out_id", "attrs")
+    __slots__ = ("prim", "inputs", "ids", "out", "out_id", "attrs")
 
     def __init__(self, prim, inputs, out, attrs):
-        if prim.keep_all_inputs:
-            self.inputs = inputs
-        else:
-            keep = prim.keep_inputs
-            self.inputs = tuple(x if i < len(keep) and keep[i] else Abstract.of(x)
-                                for i, x in enumerate(inputs))
         self.prim = prim
         self.out = out if prim.keep_out else None  # VJPs that do not keep it get None
         self.out_id = out._id
         self.attrs = attrs
+        if prim.keep_all_inputs:
+            self.inputs = inputs
+            self.ids = None  # the inputs' own
+            return
+        keep = prim.keep_inputs
+        if len(inputs) == 2 and len(keep) == 2:  # the common case, unrolled
+            x, y = inputs
+            self.inputs = (x if keep[0] else Abstract.like(x), y if keep[1] else Abstract.like(y))
+            self.ids = (x._id, y._id)
+        else:
+            self.inputs = tuple([x if i < len(keep) and keep[i] else Abstract.like(x)
+                                 for i, x in enumerate(inputs)])
+            self.ids = tuple([x._id for x in inputs])
 
 
 def record(prim, inputs, out, attrs) -> None:
@@ -427,8 +435,9 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     source_ids = {s._id for s in sources if s.dtype.is_floating}
     relevant = {i for i in source_ids if tracked is None or i in tracked}
     for node in nodes:
-        for x in node.inputs:
-            if x._id in relevant:
+        ids = node.ids
+        for i, x in enumerate(node.inputs):
+            if (x._id if ids is None else ids[i]) in relevant:
                 relevant.add(node.out_id)
                 break
 
@@ -444,8 +453,9 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
         vjp_of = node.prim.vjp_of
         inputs = node.inputs
         attrs = node.attrs
+        ids = node.ids
         for i, x in enumerate(inputs):
-            xid = x._id
+            xid = x._id if ids is None else ids[i]
             if xid not in relevant:
                 continue
             vjp = vjp_of(i)
@@ -519,5 +529,9 @@ def _assemble(rows, target_shape, source, source_shape, mode):
 
 
 def _add(x, y):
+    """gpuad.add. The ops import this module, so the first call looks it up and
+    puts it in this function's place (no import statement on every call)."""
+    global _add
     from .ops.math import add
+    _add = add
     return add(x, y)

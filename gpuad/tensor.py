@@ -12,7 +12,6 @@ gpuad.Tensor([0. 1. 2. 3.], shape=(4,), dtype=float32)
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import threading
@@ -337,11 +336,20 @@ class Abstract:
     @classmethod
     def of(cls, x) -> "Abstract":
         """The abstract value of ``x`` (a Tensor, Variable or Abstract), with its id."""
-        a = cls.__new__(cls)
         data = x._data
-        a._data = _Shape.of(data.shape, data.dtype)
-        a._device = x._device
-        a._id = x._id
+        return cls(data.shape, data.dtype, x._device, x._id)
+
+    @classmethod
+    def like(cls, x) -> "Abstract":
+        """An abstract value with ``x``'s shape, dtype and device and no id: one
+        shared instance per (shape, dtype, device) (immutable; bounded cache)."""
+        data = x._data
+        key = (data.shape, data.dtype, x._device)
+        a = _abstracts.get(key)
+        if a is None:
+            a = cls(data.shape, data.dtype, x._device)
+            if len(_abstracts) < 4096:
+                _abstracts[key] = a
         return a
 
     shape = property(lambda self: self._data.shape)
@@ -358,6 +366,7 @@ class Abstract:
 
 
 _shapes: dict = {}
+_abstracts: dict = {}
 
 
 class _Shape:
@@ -641,20 +650,34 @@ class Variable:
         return self if read_value else None
 
 
-@contextlib.contextmanager
-def locked(variables):
-    """Hold the locks of all ``variables`` (each once, in creation order, so two
-    threads locking overlapping sets never deadlock)."""
-    order = sorted({v._id: v for v in variables}.items())
-    taken = []
-    try:
-        for _, v in order:
-            v._lock.acquire()
-            taken.append(v)
-        yield
-    finally:
-        for v in reversed(taken):
-            v._lock.release()
+class locked:
+    """``with locked(variables):`` holds the locks of all ``variables`` (each once,
+    in creation order, so two threads locking overlapping sets never deadlock)."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self, variables):
+        if len(variables) == 1:
+            self._locks = [variables[0]._lock]
+        else:
+            self._locks = [v._lock for _, v in sorted({v._id: v for v in variables}.items())]
+
+    def __enter__(self):
+        taken = 0
+        try:
+            for lock in self._locks:
+                lock.acquire()
+                taken += 1
+        except BaseException:
+            for lock in reversed(self._locks[:taken]):
+                lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for lock in reversed(self._locks):
+            lock.release()
+        return False
 
 
 from .ops.core import bind as _bind  # noqa: E402  (ops build on this module)

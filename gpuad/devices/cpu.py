@@ -16,28 +16,13 @@ from . import KERNEL_SET, Device
 from . import philox
 
 # Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents: keep
-# NumPy from warning about them with a filter keyed on this module (it matches
-# gpuad.devices.cpu_optim too), which costs nothing until a warning is raised; an
-# np.errstate per call would cost about 1.4 us, more than a small op. NumPy attributes
-# a RuntimeWarning to the Python frame that called the ufunc, so every NumPy call of
-# this device must run in a frame of this module: CpuDevice.kernel hands out plain
-# ufuncs wrapped in a one-line function defined here (_quiet), never bare -- a bare
-# ufunc called from the op layer would warn there, and a filter here would have to
-# name the op layer's modules. The wrapper is one Python call, about 0.05-0.1 us.
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
-
-
-def _quiet(ufunc):
-    """``ufunc`` called from a frame of this module, so that the filter above applies
-    to its warnings; one- and two-operand kernels take their operands positionally."""
-    if ufunc.nin == 1:
-        def kernel(x):
-            return ufunc(x)
-    else:
-        def kernel(x, y):
-            return ufunc(x, y)
-    kernel.__name__ = kernel.__qualname__ = ufunc.__name__
-    return kernel
+# NumPy from warning about them with a filter, which costs nothing until a warning is
+# raised (an np.errstate per call would cost about 1.4 us, more than a small op).
+# NumPy attributes a RuntimeWarning to the Python frame that called the ufunc, and
+# CpuDevice.kernel hands out bare ufuncs (no wrapper call on every op), which gpuad's
+# op layer calls: so the filter covers every gpuad module, without naming one (a
+# module's own NumPy warnings are about results gpuad computes on purpose too).
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"gpuad(\.|\Z)")
 
 
 def _relu(x):
@@ -123,10 +108,9 @@ _BINARY = {
 
 _CHECKED_BINARY = frozenset({"pow", "floordiv", "floormod"})  # integer edge cases raise
 
-# What CpuDevice.kernel hands out: ufuncs wrapped by _quiet; the functions defined in
-# this module (sigmoid, erf, ...) as they are.
-_UNARY_KERNELS = {op: _quiet(f) if isinstance(f, np.ufunc) else f for op, f in _UNARY.items()}
-_BINARY_KERNELS = {op: _quiet(f) for op, f in _BINARY.items() if op not in _CHECKED_BINARY}
+# What CpuDevice.kernel hands out: the ufuncs and this module's functions as they are.
+_UNARY_KERNELS = dict(_UNARY)
+_BINARY_KERNELS = {op: f for op, f in _BINARY.items() if op not in _CHECKED_BINARY}
 
 
 def _guarded(dy, grad):
@@ -197,8 +181,8 @@ class CpuDevice(Device):
         return np.array(buffer, copy=True)
 
     def kernel(self, family, op):
-        # Most element-wise kernels are the ufunc itself, called from this module (_quiet):
-        # no method call or op dispatch on the hot path.
+        # Most element-wise kernels are the ufunc itself: no method call or op
+        # dispatch on the hot path.
         if family == "unary" and op in _UNARY_KERNELS:
             return _UNARY_KERNELS[op]
         if family == "binary" and op in _BINARY_KERNELS:

@@ -149,6 +149,7 @@ class _Interpreters(threading.local):
 
 
 _interpreters = _Interpreters()
+_pushed = [0]  # interpreters pushed in any thread: while 0, bind skips the thread-local
 
 
 @contextlib.contextmanager
@@ -159,26 +160,26 @@ def interpreting(interpreter):
     state = _interpreters
     state.stack.append(interpreter)
     state.top = interpreter
+    _pushed[0] += 1
     try:
         yield interpreter
     finally:
+        _pushed[0] -= 1
         state.stack.pop()
         state.top = state.stack[-1] if state.stack else None
 
 
 def bind(prim, inputs, **attrs):
     """Apply primitive ``prim`` to a tuple of Tensors with static ``attrs``:
-    check with the row's rule, then run (or trace) it."""
+    check with the row's rule, then hand the call to this thread's innermost
+    interpreter, or run it now: the device kernel (or, for effectful rows,
+    their ``eager`` function), recording on every tape that watches an input."""
     aval = prim.infer(*inputs, **attrs)
-    interpreter = _interpreters.top
-    if interpreter is not None:
-        return interpreter.apply(prim, inputs, attrs, aval)
-    return eager(prim, inputs, attrs)
-
-
-def eager(prim, inputs, attrs):
-    """Run ``prim`` now: its device kernel (or its ``eager`` function, for
-    effectful rows), recording on every tape that watches an input."""
+    if _pushed[0]:
+        interpreter = _interpreters.top
+        if interpreter is not None:
+            return interpreter.apply(prim, inputs, attrs, aval)
+    # Running eagerly, inline: this is every op's hot path.
     if prim.eager is not None:
         return prim.eager(*inputs, **attrs)
     n = len(inputs)
@@ -200,3 +201,14 @@ def eager(prim, inputs, attrs):
     if _tape_state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
         record(prim, inputs, out, attrs or None)
     return out
+
+
+def eager(prim, inputs, attrs):
+    """Run ``prim`` now, as :func:`bind` does when no interpreter is pushed: for an
+    interpreter that hands a call back to eager execution."""
+    state = _interpreters
+    top, state.top = state.top, None
+    try:
+        return bind(prim, inputs, **attrs)
+    finally:
+        state.top = top

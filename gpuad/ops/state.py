@@ -49,17 +49,24 @@ def deferred_interrupts():
                 raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def _commit(variables):
-    """Swap the variables' buffers inside the block; if anything escapes it,
-    every variable gets back what it had (the caller holds their locks)."""
-    saved = [(v, v._ownership()) for v in variables]
-    try:
-        yield
-    except BaseException:
-        for v, ownership in saved:
-            v._restore(ownership)
-        raise
+class _commit:
+    """``with _commit(variables):`` swap the variables' buffers inside the block;
+    if anything escapes it, every variable gets back what it had (the caller
+    holds their locks)."""
+
+    __slots__ = ("_saved",)
+
+    def __init__(self, variables):
+        self._saved = [(v, v._ownership()) for v in variables]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None:
+            for v, ownership in self._saved:
+                v._restore(ownership)
+        return False
 
 
 # -- copy(x; device): a tensor on another device, through the host ------------------------------
@@ -136,7 +143,11 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
     # A device that writes into the variables' buffers (the kernel devices' last
     # launch) must not be stopped by Ctrl-C between that write and the commit; one
     # that returns new buffers (cpu) is stopped cleanly anywhere before the commit.
-    guard = deferred_interrupts() if any(dev.optim_in_place for dev, _ in groups) else _NO_GUARD
+    guard = _NO_GUARD
+    for dev, _ in groups:
+        if dev.optim_in_place:
+            guard = deferred_interrupts()
+            break
     with guard, locked(state):
         # 1. Everything that can fail, before any variable changes.
         count = None
