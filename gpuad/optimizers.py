@@ -317,11 +317,11 @@ class Optimizer:
             raise InvalidArgumentError(
                 f"The gradient for variable '{v.name}' is on {g.device} but the variable is on "
                 f"{v.device}; move it with .to({v.device!r}).", "AssignSubVariableOp")
-        if g.shape != v.shape:
+        if g._data.shape != v._data.shape:
             raise InvalidArgumentError(
                 f"Cannot update variable '{v.name}' with shape {list(v.shape)} using a Tensor with "
                 f"shape {list(g.shape)}, shapes must be equal.", "AssignSubVariableOp")
-        if g.dtype.name not in _FLOAT_KINDS and g.dtype != v.dtype:
+        if g._data.dtype is not v._data.dtype and g.dtype.name not in _FLOAT_KINDS:
             from .ops.math import cast
             g = cast(g, v.dtype)
         return g
@@ -393,7 +393,7 @@ class Optimizer:
         if self.loss_scale_factor is not None:
             grads = [g / self.loss_scale_factor for g in grads]
         grads = self._clip_gradients(grads)
-        if any(g.dtype != v.dtype for g, v in zip(grads, variables)):
+        if any(g._data.dtype != v._data.dtype for g, v in zip(grads, variables)):
             from .ops.math import cast
             grads = [g if g.dtype == v.dtype else cast(g, v.dtype) for g, v in zip(grads, variables)]
         lr32 = self._current_lr()

@@ -421,7 +421,8 @@ def apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
             raise InvalidArgumentError(
                 f"The gradient for variable '{v.name}' is on {g._device.name} but the variable "
                 f"is on {v._device.name}; move it with .to({v._device.name!r}).", rule)
-        if g._data.shape != v.shape or g._data.dtype != v.dtype.numpy:
+        gd, vd = g._data, v._data
+        if gd.shape != vd.shape or (gd.dtype is not vd.dtype and gd.dtype != vd.dtype):
             raise InvalidArgumentError(
                 f"Cannot update variable '{v.name}' ({v.dtype.name}{fmt(v.shape)}) with a "
                 f"gradient of {from_numpy(g._data.dtype).name}{fmt(g._data.shape)}; shapes and "
