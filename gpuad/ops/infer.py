@@ -122,10 +122,27 @@ def cast(x, dtype):
 
 # -- reductions ---------------------------------------------------------------------------
 
-def _check_axes(op, axes, ndim):
-    if any(not 0 <= a < max(ndim, 1) for a in axes) or list(axes) != sorted(set(axes)):
-        raise InvalidArgumentError(f"{op}: axes {axes} must be sorted, distinct and in "
-                                   f"[0, {ndim}) (normalise them with normalize_axes).", op)
+_reduced_shapes: dict = {}
+
+
+def reduced_shape(op, shape, axes, keepdims) -> tuple:
+    """``shape`` without ``axes`` (or with them as 1, ``keepdims``); the axes must be
+    sorted, distinct and in range (as ``normalize_axes`` makes them). Cached: a
+    training loop asks the same few questions on every step."""
+    key = (shape, axes, keepdims)
+    out = _reduced_shapes.get(key)
+    if out is None:
+        ndim = len(shape)
+        if any(not 0 <= a < max(ndim, 1) for a in axes) or list(axes) != sorted(set(axes)):
+            raise InvalidArgumentError(f"{op}: axes {axes} must be sorted, distinct and in "
+                                       f"[0, {ndim}) (normalise them with normalize_axes).", op)
+        if keepdims:
+            out = tuple(1 if i in axes else n for i, n in enumerate(shape))
+        else:
+            out = tuple(n for i, n in enumerate(shape) if i not in axes)
+        if len(_reduced_shapes) < 8192:
+            _reduced_shapes[key] = out
+    return out
 
 
 def reduce(kinds, op=None):
@@ -135,12 +152,7 @@ def reduce(kinds, op=None):
         if d.dtype.kind not in kinds:
             raise InvalidArgumentError(f"{rule.op} does not support "
                                        f"{from_numpy(d.dtype).name} tensors.", rule.op)
-        _check_axes(rule.op, axes, len(d.shape))
-        if keepdims:
-            shape = tuple(1 if i in axes else n for i, n in enumerate(d.shape))
-        else:
-            shape = tuple(n for i, n in enumerate(d.shape) if i not in axes)
-        return shape, d.dtype
+        return reduced_shape(rule.op, d.shape, axes, keepdims), d.dtype
     rule.op = op
     return rule
 
