@@ -3,10 +3,10 @@
 Every op a user calls ends in ``bind(prim, inputs, **attrs)``. ``bind`` asks
 the primitive's rule (``prim.infer``) for the output's shape and dtype, which
 raises the op's error before anything runs, then hands the call to the
-innermost *interpreter* of this thread. With none pushed, the eager
-interpreter runs: it calls the device kernel and, where a tape watches an
-input, records a node. A tracer (``gpuad.function``) is an interpreter too: it
-records the call into a graph instead of running it.
+innermost *interpreter* of this thread (:func:`interpreting`). With none
+pushed, ``bind`` runs the call eagerly: it calls the device kernel and, where
+a tape watches an input, records a node. A tracer (``gpuad.function``) will be
+an interpreter: it records the call into a graph instead of running it.
 
 >>> import gpuad as ad
 >>> from gpuad.ops import table as T
@@ -66,6 +66,8 @@ class Primitive:
       in order and never merges or drops them).
     - ``eager``: for effectful rows, the function that performs the call
       eagerly, ``eager(*inputs, **attrs)``, instead of kernel + record.
+    - ``kinds``: the NumPy dtype kinds the inputs may have (``"f"``, ``"fiu"``,
+      ``"b"``), for the documentation of element-wise ops; the rule enforces them.
     """
 
     __slots__ = ("name", "infer", "family", "impl", "vjps", "vjp_of", "keeps", "keep_out",

@@ -4,10 +4,12 @@
 
 The writes are all or nothing. Everything that can fail -- the shape rule,
 kernels that compute new buffers, copies -- runs before the first change to a
-variable; the change itself is the swap of buffer references (and, for an
-optimizer step, a fused kernel that writes in place into buffers no Tensor
-sees), done while holding every affected variable's lock, with Ctrl-C held
-back until it is over.
+variable; the change itself is the swap of buffer references (and, on a kernel
+device, the optimizer's fused kernel writing in place into buffers no Tensor
+sees), done while holding every affected variable's lock. A failure in the
+swaps puts every variable back; Ctrl-C is held back while a kernel writes in
+place and until the swaps that go with it are done (and while a checkpoint is
+assigned).
 
 >>> import gpuad as ad
 >>> v = ad.Variable([1.0, 2.0])
