@@ -71,7 +71,12 @@ class Node:
             self.ids = None  # the inputs' own
             return
         keep = prim.keep_inputs
-        if len(inputs) == 2 and len(keep) == 2:  # the common case, unrolled
+        n = len(inputs)
+        if n == 1 and len(keep) == 1:  # the common cases, unrolled
+            (x,) = inputs
+            self.inputs = (Abstract.like(x),)  # (were it kept, keep_all_inputs would hold)
+            self.ids = (x._id,)
+        elif n == 2 and len(keep) == 2:
             x, y = inputs
             self.inputs = (x if keep[0] else Abstract.like(x), y if keep[1] else Abstract.like(y))
             self.ids = (x._id, y._id)

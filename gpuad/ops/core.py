@@ -176,7 +176,7 @@ def bind(prim, inputs, **attrs):
     check with the row's rule, then hand the call to this thread's innermost
     interpreter, or run it now: the device kernel (or, for effectful rows,
     their ``eager`` function), recording on every tape that watches an input."""
-    aval = prim.infer(*inputs, **attrs)
+    aval = prim.infer(*inputs, **attrs) if attrs else prim.infer(*inputs)
     if _pushed[0]:
         interpreter = _interpreters.top
         if interpreter is not None:
