@@ -70,3 +70,17 @@ def keep(plans: dict, key, plan, cap: int = PLAN_CAP):
         plans.clear()
     plans[key] = plan
     return plan
+
+
+def planned(plans: dict, key, make, cap: int = PLAN_CAP):
+    """The plan kept under ``key``, else ``make()``, kept (see :func:`keep`). A key
+    that cannot be hashed (a list for a shape, an unhashable dtype argument) is
+    planned on every call and never kept, so the planner says what is wrong with
+    the argument; errors are never cached."""
+    try:
+        plan = plans.get(key)
+    except TypeError:
+        return make()
+    if plan is None:
+        plan = keep(plans, key, make(), cap)
+    return plan

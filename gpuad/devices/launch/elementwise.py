@@ -388,15 +388,8 @@ def _where_plan(op, c, x, y):
 
 
 def cast(dev, op, x, dtype):
-    try:
-        key = (x.dtype, dtype, x.shape, x.strides)
-        plan = _cast_plans.get(key)
-    except TypeError:  # an unhashable dtype argument: the planner says what is wrong with it
-        key = plan = None
-    if plan is None:
-        plan = _cast_plan(x, dtype)
-        if key is not None:
-            _cached(_cast_plans, key, plan)
+    plan = L.planned(_cast_plans, (x.dtype, dtype, x.shape, x.strides),
+                     lambda: _cast_plan(x, dtype), _PLAN_CAP)
     return _run1(dev, op, plan, x)
 
 
@@ -408,16 +401,8 @@ def _cast_plan(x, dtype):
 
 
 def fill(dev, op, shape, value, dtype):
-    try:
-        key = (op, shape, dtype)
-        plan = _fill_plans.get(key)
-    except TypeError:  # a list for shape, an unhashable dtype argument
-        key = plan = None
-    if plan is None:
-        plan = _fill_plan(op, shape, dtype)
-        if key is not None:
-            _cached(_fill_plans, key, plan)
-    shape, dtype, kernel, work, n = plan
+    shape, dtype, kernel, work, n = L.planned(_fill_plans, (op, shape, dtype),
+                                              lambda: _fill_plan(op, shape, dtype), _PLAN_CAP)
     v = _fill_value(value, dtype)
     out = dev.launcher.empty(shape, dtype)
     if kernel is not None:

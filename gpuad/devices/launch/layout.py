@@ -238,16 +238,9 @@ def _layout_plan(dev, op, x, arg):
 
 
 def concat(dev, op, *xs, axis):
-    try:
-        key = (axis,) + tuple([(x.dtype, x.shape, x.strides) for x in xs])  # (a list: faster)
-        plan = _concat_plans.get(key)
-    except TypeError:  # an unhashable axis
-        key = plan = None
-    if plan is None:
-        plan = _concat_plan(xs, axis)
-        if key is not None:
-            _cached(_concat_plans, key, plan)
-    return _run(dev, op, plan, xs)
+    key = (axis,) + tuple([(x.dtype, x.shape, x.strides) for x in xs])  # (a list: faster)
+    return _run(dev, op, L.planned(_concat_plans, key, lambda: _concat_plan(xs, axis),
+                                   _PLAN_CAP), xs)
 
 
 def _concat_plan(xs, axis):
