@@ -188,9 +188,7 @@ class Tensor:
         dev = _devices.get(device)
         if dev is self._device:
             return self
-        from .ops.state import COPY
-        from .ops.core import bind
-        return bind(COPY, (self,), device=dev)
+        return _bind(_T.COPY, (self,), device=dev)
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
@@ -287,9 +285,7 @@ def convert_to_tensor(value, dtype=None, device=None, dtype_hint=None) -> Tensor
             dtype = hint
     arr = _host_array(value, dtype)
     dev = _devices.current() if device is None else _devices.get(device)
-    from .ops.core import bind
-    from .ops.table import CONSTANT
-    return bind(CONSTANT, (), value=arr, device=dev)
+    return _bind(_T.CONSTANT, (), value=arr, device=dev)
 
 
 def constant(value, dtype=None, device=None) -> Tensor:
@@ -332,12 +328,6 @@ class Abstract:
         self._data = _Shape.of(tuple(shape), dtype)
         self._device = device
         self._id = id_
-
-    @classmethod
-    def of(cls, x) -> "Abstract":
-        """The abstract value of ``x`` (a Tensor, Variable or Abstract), with its id."""
-        data = x._data
-        return cls(data.shape, data.dtype, x._device, x._id)
 
     @classmethod
     def like(cls, x) -> "Abstract":

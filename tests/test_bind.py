@@ -289,15 +289,10 @@ def test_vjps_have_names_in_tracebacks():
                 if fn is not None:
                     assert fn.__code__.co_name != "<lambda>", p.name
     x = ad.constant(1.0)
-    with ad.GradientTape() as tape:
-        tape.watch(x)
-        y = x * x
-    try:
-        tape.gradient(y, x, output_gradients=ad.constant(1.0))
+    with pytest.raises(ValueError) as failure:
         T.MULTIPLY.vjps[0](None, None, x, x)  # g=None: fails inside the VJP
-    except Exception as e:  # noqa: BLE001
-        names = [f.name for f in traceback.extract_tb(e.__traceback__)]
-        assert "multiply_vjp" in names
+    names = [f.name for f in traceback.extract_tb(failure.value.__traceback__)]
+    assert "multiply_vjp" in names
 
 
 def test_elementwise_functors_exist_in_the_kernels():
