@@ -176,14 +176,17 @@ class Optimizer:
     def learning_rate(self, value):
         self._set_learning_rate(value)
 
+    # The step count and the learning rate variable live on the cpu, and nothing
+    # writes into their buffers (a step or an assign swaps in a new one), so one
+    # read of ``_data`` is a consistent value: no lock, no copy, no device sync.
     def _step_count(self) -> int:
-        return int(self._iterations._host_value())  # a cpu Variable: no device sync
+        return int(self._iterations._data)
 
     def _current_lr(self) -> np.float32:
         """The learning rate of the next step, as float32, computed on the host."""
         lr = self._learning_rate
         if lr is self._lr_var:
-            return np.float32(self._lr_var._host_value())
+            return np.float32(self._lr_var._data)
         if isinstance(lr, schedules.LearningRateSchedule):
             if type(lr).value is not schedules.LearningRateSchedule.value:
                 return np.float32(lr.value(self._step_count()))
@@ -289,6 +292,8 @@ class Optimizer:
         return (g * self.clipnorm) / M.maximum(l2norm, self.clipnorm)
 
     def _clip_gradients(self, grads):
+        if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
+            return grads  # the common case, checked first: no import on every step
         from .ops import math as M
         if self.clipnorm and self.clipnorm > 0:
             return [self._clip_by_norm(g) for g in grads]

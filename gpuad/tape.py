@@ -29,7 +29,7 @@ import threading
 
 from . import nest
 from .errors import InvalidArgumentError
-from .tensor import Abstract, Tensor, Variable
+from .tensor import Abstract, Tensor, Variable, _abstracts
 
 __all__ = ["GradientTape", "UnconnectedGradients", "stop_recording_all"]
 
@@ -48,48 +48,49 @@ class _TapeState(threading.local):
 _state = _TapeState()
 
 
-class Node:
-    """One recorded op: its primitive, inputs, output and static attributes.
+# One recorded op is a *node*, a plain tuple (cheap to make: every op under a
+# tape makes one):
+#
+#     (prim, inputs, ids, out, out_id, attrs)
+#
+# Of the inputs and the output it keeps only what the primitive's VJPs read (the
+# row's ``keeps``): other inputs become :class:`~gpuad.ops.core.Abstract` values
+# (shape, dtype and device, no data; shared between nodes) and an output not
+# kept becomes None, so the tape does not hold the memory of, say, an ``add``'s
+# inputs. ``ids`` are the inputs' ids (None when every input is kept: then they
+# are the inputs' own) and ``out_id`` the output's: they route the gradients. A
+# tape drops the node as soon as its VJP has run (non-persistent) or when the
+# tape is dropped.
 
-    Of the inputs and the output, the node keeps only what the primitive's VJPs
-    read (the row's ``keeps``): other inputs become :class:`~gpuad.ops.core.Abstract`
-    values (shape, dtype and device, no data; shared between nodes), an output
-    not kept becomes None, so the tape does not hold the memory of, say, an
-    ``add``'s inputs. The ids of the inputs and the output route the gradients.
-    A tape drops the node as soon as its VJP has run (non-persistent) or when
-    the tape is dropped."""
-
-    __slots__ = ("prim", "inputs", "ids", "out", "out_id", "attrs")
-
-    def __init__(self, prim, inputs, out, attrs):
-        self.prim = prim
-        self.out = out if prim.keep_out else None  # VJPs that do not keep it get None
-        self.out_id = out._id
-        self.attrs = attrs
-        if prim.keep_all_inputs:
-            self.inputs = inputs
-            self.ids = None  # the inputs' own
-            return
-        keep = prim.keep_inputs
-        n = len(inputs)
-        if n == 1 and len(keep) == 1:  # the common cases, unrolled
-            (x,) = inputs
-            self.inputs = (Abstract.like(x),)  # (were it kept, keep_all_inputs would hold)
-            self.ids = (x._id,)
-        elif n == 2 and len(keep) == 2:
-            x, y = inputs
-            self.inputs = (x if keep[0] else Abstract.like(x), y if keep[1] else Abstract.like(y))
-            self.ids = (x._id, y._id)
-        else:
-            self.inputs = tuple([x if i < len(keep) and keep[i] else Abstract.like(x)
-                                 for i, x in enumerate(inputs)])
-            self.ids = tuple([x._id for x in inputs])
+def _residuals(prim, inputs) -> tuple:
+    """A node's ``(inputs, ids)`` for a row that does not keep every input."""
+    # An input's Abstract comes from Abstract.like's cache, looked up inline in the
+    # common cases (one and two inputs): this runs for every recorded add or exp.
+    keep = prim.keep_inputs
+    n = len(inputs)
+    if n == 1 and len(keep) == 1:
+        (x,) = inputs  # (were it kept, keep_all_inputs would hold)
+        d = x._data
+        return ((_abstracts.get((d.shape, d.dtype, x._device)) or Abstract.like(x),), (x._id,))
+    if n == 2 and len(keep) == 2:
+        x, y = inputs
+        if not keep[0]:
+            d = x._data
+            x = _abstracts.get((d.shape, d.dtype, x._device)) or Abstract.like(x)
+        if not keep[1]:
+            d = y._data
+            y = _abstracts.get((d.shape, d.dtype, y._device)) or Abstract.like(y)
+        return ((x, y), (inputs[0]._id, inputs[1]._id))
+    return (tuple([x if i < len(keep) and keep[i] else Abstract.like(x)
+                   for i, x in enumerate(inputs)]),
+            tuple([x._id for x in inputs]))
 
 
-def record(prim, inputs, out, attrs) -> None:
-    """Note ``out = prim(*inputs, **attrs)`` on every active tape that tracks an input."""
+def record(prim, inputs, out, attrs, stack=None) -> None:
+    """Note ``out = prim(*inputs, **attrs)`` on every active tape (of ``stack``,
+    this thread's tapes) that tracks an input."""
     node = None
-    for tape in _state.stack:
+    for tape in _state.stack if stack is None else stack:
         tracked = tape._tracked
         for x in inputs:
             if x._id in tracked:
@@ -97,7 +98,11 @@ def record(prim, inputs, out, attrs) -> None:
         else:
             continue
         if node is None:
-            node = Node(prim, inputs, out, attrs)
+            if prim.keep_all_inputs:
+                node = (prim, inputs, None, out if prim.keep_out else None, out._id, attrs)
+            else:
+                node = (prim, *_residuals(prim, inputs), out if prim.keep_out else None,
+                        out._id, attrs)
         tape._nodes.append(node)
         tracked.add(out._id)
 
@@ -119,7 +124,7 @@ def read_variable(v: Variable, prim) -> Tensor:
             tape._watch_variable(v)
         if v._id in tape._tracked:
             if node is None:
-                node = Node(prim, (v,), value, None)
+                node = (prim, (v,), None, None, value._id, None)  # keeps the variable
             tape._nodes.append(node)
             tape._tracked.add(value._id)
     return value
@@ -185,8 +190,9 @@ class GradientTape:
     def __init__(self, persistent=False, watch_accessed_variables=True):
         self._persistent = bool(persistent)
         self._watch_accessed = bool(watch_accessed_variables)
-        self._tracked: set[int] = set()
-        self._nodes: list[Node] = []
+        self._tracked: set[int] = set()  # watched ids and the ids of recorded outputs
+        self._watched: set[int] = set()  # the watched tensors' and variables' ids
+        self._nodes: list[tuple] = []  # the nodes, in recording order
         self._watched_vars: dict[int, Variable] = {}
         self._active = False     # on this thread's stack now
         self._paused = False     # inside stop_recording()
@@ -217,7 +223,7 @@ class GradientTape:
         if not self._entered:
             raise RuntimeError("GradientTape.watch needs an entered tape: use "
                                "`with gpuad.GradientTape() as tape: tape.watch(x)`.")
-        for x in nest.flatten(tensor):
+        for x in ((tensor,) if type(tensor) is Tensor else nest.flatten(tensor)):
             if not isinstance(x, (Tensor, Variable)):
                 raise ValueError(f"Passed in object {x!r} of type {type(x).__name__!r}, not "
                                  f"gpuad.Tensor or gpuad.Variable.")
@@ -234,11 +240,13 @@ class GradientTape:
                 self._watch_variable(x)
             else:
                 self._tracked.add(x._id)
+                self._watched.add(x._id)
 
     def _watch_variable(self, v: Variable):
         if v._id not in self._watched_vars:
             self._watched_vars[v._id] = v
             self._tracked.add(v._id)
+            self._watched.add(v._id)
 
     def watched_variables(self) -> tuple:
         """The watched variables, in creation order."""
@@ -265,6 +273,7 @@ class GradientTape:
         if not (self._active or self._paused):
             raise ValueError("Tape is not recording.")
         self._tracked = set()
+        self._watched = set()
         self._nodes = []
         self._watched_vars = {}
 
@@ -310,17 +319,17 @@ class GradientTape:
         if type(target) is Tensor and type(sources) is Tensor and output_gradients is None:
             # the common case, without the nest machinery
             self._begin_backward()
-            tracked = self._tracked
+            tracked, watched = self._tracked, self._watched
             grads = backward(self._take_nodes(), [target], [None], [sources],
-                             consume=not self._persistent, tracked=tracked)
+                             consume=not self._persistent, tracked=tracked, watched=watched)
             return _finish(grads.get(sources._id), sources, mode)
         targets = [_check_differentiable(t, "target", i) for i, t in enumerate(nest.flatten(target))]
         flat_sources = [_check_differentiable(s, "source", i) for i, s in enumerate(nest.flatten(sources))]
         seeds = _seeds(targets, output_gradients)
         self._begin_backward()
-        tracked = self._tracked
+        tracked, watched = self._tracked, self._watched
         grads = backward(self._take_nodes(), targets, seeds, flat_sources,
-                         consume=not self._persistent, tracked=tracked)
+                         consume=not self._persistent, tracked=tracked, watched=watched)
         return nest.pack_sequence_as(sources, [_finish(grads.get(s._id), s, mode) for s in flat_sources])
 
     def jacobian(self, target, sources, unconnected_gradients=UnconnectedGradients.NONE,
@@ -418,13 +427,15 @@ def _seeds(targets, output_gradients) -> list:
 
 
 def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bool,
-             tracked=None) -> dict:
+             tracked=None, watched=None) -> dict:
     """Reverse-mode accumulation over ``nodes`` (in recording order).
 
     Returns {source id: gradient}. With ``consume`` the list is emptied as the
     walk goes, so each node (and the residuals it holds) is freed right after
     its VJP ran. With ``tracked`` (the tape's watched/recorded ids), a source
     the tape never tracked gets no gradient (unless it is a target itself).
+    ``watched`` (the tape's watched ids) lets it skip the search for the nodes
+    that lead to a source when every watched value is a source.
     """
     cot: dict[int, Tensor] = {}
     for t, seed in zip(targets, seeds):
@@ -438,27 +449,26 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
     # Only differentiate toward inputs that lead to a source. Sources are float
     # and recorded outputs are float, so integer inputs never enter this set.
     source_ids = {s._id for s in sources if s.dtype.is_floating}
-    relevant = {i for i in source_ids if tracked is None or i in tracked}
-    for node in nodes:
-        ids = node.ids
-        for i, x in enumerate(node.inputs):
-            if (x._id if ids is None else ids[i]) in relevant:
-                relevant.add(node.out_id)
-                break
+    if watched is not None and watched <= source_ids:
+        # Every tracked value was computed from a watched one, so from a source:
+        # the tracked ids are exactly the relevant ones.
+        relevant = tracked
+    else:
+        relevant = {i for i in source_ids if tracked is None or i in tracked}
+        for _, inputs, ids, _, out_id, _ in nodes:
+            for i, x in enumerate(inputs):
+                if (x._id if ids is None else ids[i]) in relevant:
+                    relevant.add(out_id)
+                    break
 
     n = len(nodes)
     while n:
         n -= 1
-        node = nodes.pop() if consume else nodes[n]
-        out = node.out
-        out_id = node.out_id
+        prim, inputs, ids, out, out_id, attrs = nodes.pop() if consume else nodes[n]
         g = cot.get(out_id) if out_id in source_ids else cot.pop(out_id, None)
         if g is None:
             continue
-        vjp_of = node.prim.vjp_of
-        inputs = node.inputs
-        attrs = node.attrs
-        ids = node.ids
+        vjp_of = prim.vjp_of
         for i, x in enumerate(inputs):
             xid = x._id if ids is None else ids[i]
             if xid not in relevant:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import threading
 import weakref
 
@@ -481,12 +482,18 @@ class Variable:
         return not self._shared and (self._lease is None or self._lease() is None)
 
     def _lend(self) -> Tensor:
-        """The current value as a Tensor that holds the variable's lease."""
+        """The current value as a Tensor that holds the variable's lease. On a
+        device whose updates never write into a variable's buffer (the cpu) there
+        is nothing to lease: the one read of the buffer's reference is the value."""
+        if not self._device.optim_in_place:
+            return Tensor(self._data, self._device)
         with self._lock:
             return self._lend_locked()
 
     def _lend_locked(self) -> Tensor:
         """:meth:`_lend`, for a caller that holds the lock already."""
+        if not self._device.optim_in_place:
+            return Tensor(self._data, self._device)
         lease = self._lease() if self._lease is not None else None
         if lease is None:
             lease = Lease(self)
@@ -640,6 +647,9 @@ class Variable:
         return self if read_value else None
 
 
+_creation_order = operator.attrgetter("_id")
+
+
 class locked:
     """``with locked(variables):`` holds the locks of all ``variables`` (each once,
     in creation order, so two threads locking overlapping sets never deadlock)."""
@@ -650,7 +660,8 @@ class locked:
         if len(variables) == 1:
             self._locks = [variables[0]._lock]
         else:
-            self._locks = [v._lock for _, v in sorted({v._id: v for v in variables}.items())]
+            ordered = sorted(variables, key=_creation_order)
+            self._locks = [v._lock for i, v in enumerate(ordered) if not i or v is not ordered[i - 1]]
 
     def __enter__(self):
         taken = 0

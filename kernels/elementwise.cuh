@@ -343,6 +343,16 @@ struct SigmoidGrad {
 struct TanhGrad {
     template <class T> __device__ __forceinline__ T operator()(bool&, T y, T dy) const { return dy * (T(1) - mul_rn(y, y)); }
 };
+// sin/cos/square: a the forward input
+struct SinGrad {
+    template <class T> __device__ __forceinline__ T operator()(bool&, T x, T dy) const { return mul_rn(dy, m_cos(x)); }
+};
+struct CosGrad {
+    template <class T> __device__ __forceinline__ T operator()(bool&, T x, T dy) const { return -mul_rn(dy, m_sin(x)); }
+};
+struct SquareGrad {
+    template <class T> __device__ __forceinline__ T operator()(bool&, T x, T dy) const { return mul_rn(dy, x * T(2)); }
+};
 // sqrt/rsqrt/reciprocal: a zero upstream gradient gives 0 even where the local
 // derivative is infinite (TF's SqrtGrad & co.)
 struct SqrtGrad {

@@ -60,6 +60,8 @@ def test_a_free_buffer_is_updated_in_place(device):
 
 
 def test_a_lease_is_held_by_views_and_released_with_them(device):
+    if device == "cpu":
+        pytest.skip("nothing writes into a cpu variable's buffer: its reads hold no lease")
     v = ad.Variable(np.zeros(4, np.float32))
     opt = ad.optimizers.SGD(1.0)
     _step(opt, v)

@@ -35,7 +35,8 @@ KERNEL_SET: dict[str, frozenset[str]] = {
     "binary": frozenset("""add subtract multiply divide floordiv floormod pow maximum minimum
         equal not_equal less less_equal greater greater_equal logical_and logical_or""".split()),
     # fused backward kernels: (forward result or input, upstream gradient) -> gradient
-    "unary_grad": frozenset("relu_grad sigmoid_grad tanh_grad sqrt_grad rsqrt_grad reciprocal_grad".split()),
+    "unary_grad": frozenset("relu_grad sigmoid_grad tanh_grad sin_grad cos_grad square_grad sqrt_grad rsqrt_grad "
+                            "reciprocal_grad".split()),
     "where": frozenset({"where"}),
     "cast": frozenset({"cast"}),
     # reductions over a set of axes, and the index reductions over one axis

@@ -119,10 +119,13 @@ def _guarded(dy, grad):
     return np.where(dy == 0, dy.dtype.type(0), grad)
 
 
-_UNARY_GRAD = {  # (a, dy): a is the forward input for relu, else the forward output
+_UNARY_GRAD = {  # (a, dy): a is the forward input x (relu, sin, cos, square) or output y
     "relu_grad": lambda x, dy: np.where(x > 0, dy, dy.dtype.type(0)),
     "sigmoid_grad": lambda y, dy: dy * y * (1 - y),
     "tanh_grad": lambda y, dy: dy * (1 - y * y),
+    "sin_grad": lambda x, dy: dy * np.cos(x),
+    "cos_grad": lambda x, dy: -(dy * np.sin(x)),
+    "square_grad": lambda x, dy: dy * (x * 2),
     "sqrt_grad": lambda y, dy: _guarded(dy, dy * y.dtype.type(0.5) / y),
     "rsqrt_grad": lambda y, dy: _guarded(dy, dy.dtype.type(-0.5) * dy * y * y * y),
     "reciprocal_grad": lambda y, dy: _guarded(dy, -dy * y * y),
@@ -187,6 +190,8 @@ class CpuDevice(Device):
             return _UNARY_KERNELS[op]
         if family == "binary" and op in _BINARY_KERNELS:
             return _BINARY_KERNELS[op]
+        if family == "unary_grad" and op in _UNARY_GRAD:
+            return _UNARY_GRAD[op]
         return super().kernel(family, op)
 
     # element-wise ------------------------------------------------------------

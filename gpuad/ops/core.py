@@ -177,32 +177,39 @@ def bind(prim, inputs, **attrs):
     interpreter, or run it now: the device kernel (or, for effectful rows,
     their ``eager`` function), recording on every tape that watches an input."""
     aval = prim.infer(*inputs, **attrs) if attrs else prim.infer(*inputs)
-    if _pushed[0]:
-        interpreter = _interpreters.top
-        if interpreter is not None:
-            return interpreter.apply(prim, inputs, attrs, aval)
+    if _pushed[0] and _interpreters.top is not None:
+        return _interpreters.top.apply(prim, inputs, attrs, aval)
     # Running eagerly, inline: this is every op's hot path.
     if prim.eager is not None:
         return prim.eager(*inputs, **attrs)
+    if not inputs:
+        return _create(prim, attrs)
+    x = inputs[0]
+    dev = x._device
+    try:
+        k = prim.kernels[dev]
+    except KeyError:
+        k = prim.kernel(dev)
     n = len(inputs)
-    if n:
-        dev = inputs[0]._device
-    else:
-        dev = attrs.pop("device")
-    k = prim.kernels.get(dev) or prim.kernel(dev)
-    if n == 1:
-        x = inputs[0]
+    if n == 2:
+        out = Tensor(k(x._data, inputs[1]._data, **attrs) if attrs else k(x._data, inputs[1]._data),
+                     dev)
+    elif n == 1:
         out = Tensor(k(x._data, **attrs) if attrs else k(x._data), dev)
         if prim.aliases:
             out._lease = x._lease
-    elif n == 2:
-        x, y = inputs
-        out = Tensor(k(x._data, y._data, **attrs) if attrs else k(x._data, y._data), dev)
     else:
         out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
-    if _tape_state.stack and prim.vjps is not None and out._data.dtype.kind == "f":
-        record(prim, inputs, out, attrs or None)
+    tapes = _tape_state.stack
+    if tapes and prim.vjps is not None and aval[1].kind == "f":
+        record(prim, inputs, out, attrs or None, tapes)
     return out
+
+
+def _create(prim, attrs):
+    """A row without inputs (constants, fills, random numbers): ``attrs`` name the device."""
+    dev = attrs.pop("device")
+    return Tensor(prim.kernel(dev)(**attrs), dev)
 
 
 def eager(prim, inputs, attrs):

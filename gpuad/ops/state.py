@@ -142,64 +142,77 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
         state.extend(kind)
     if iterations is not None:
         state.append(iterations)
+    step = (grads, rule, variables, slots, hyper, iterations, caches, groups, state)
     # A device that writes into the variables' buffers (the kernel devices' last
     # launch) must not be stopped by Ctrl-C between that write and the commit; one
     # that returns new buffers (cpu) is stopped cleanly anywhere before the commit.
-    guard = _NO_GUARD
-    for dev, _ in groups:
-        if dev.optim_in_place:
-            guard = deferred_interrupts()
-            break
-    with guard, locked(state):
-        # 1. Everything that can fail, before any variable changes.
-        count = None
-        if iterations is not None:
-            dev = iterations._device
-            one = T.FILL.kernel(dev)(shape=(), value=1, dtype=iterations._data.dtype)
-            count = T.ADD.kernel(dev)(iterations._data, one)
-        # Every group but the last works out of place (on copies): if a later group
-        # fails, no variable has changed yet. The largest group goes last, in place.
-        ordered = list(groups.items())
-        if len(ordered) > 1:
-            ordered.sort(key=lambda item: sum(variables[j]._data.size for j in item[1]))
-        last = len(ordered) - 1
-        results = []  # per group: (its variables and slots, their new buffers)
-        for n, ((dev, dtype), idx) in enumerate(ordered):
-            cache = caches.get((dev, dtype))
-            if cache is None:
-                cache = caches[(dev, dtype)] = {}
-            group = [variables[j] for j in idx]
-            every = group + [kind[j] for kind in slots for j in idx]
+    if any(dev.optim_in_place for dev, _ in groups):
+        with deferred_interrupts(), locked(state):
+            _update(*step)
+    else:
+        with locked(state):
+            _update(*step)
+
+
+def _update(grads, rule, variables, slots, hyper, iterations, caches, groups, state):
+    """The step of :func:`_apply_update`, once it holds every lock."""
+    # 1. Everything that can fail, before any variable changes.
+    count = None
+    if iterations is not None:
+        count = T.ADD.kernel(iterations._device)(iterations._data, _one(iterations))
+    # Every group but the last works out of place (on copies): if a later group
+    # fails, no variable has changed yet. The largest group goes last, in place.
+    ordered = list(groups.items())
+    if len(ordered) > 1:
+        ordered.sort(key=lambda item: sum(variables[j]._data.size for j in item[1]))
+    last = len(ordered) - 1
+    results = []  # per group: (its variables and slots, their new buffers)
+    for n, ((dev, dtype), idx) in enumerate(ordered):
+        cache = caches.get((dev, dtype))
+        if cache is None:
+            cache = caches[(dev, dtype)] = {}
+        every = [variables[j] for j in idx]
+        for kind in slots:
+            every.extend([kind[j] for j in idx])
+        bufs = [v._data for v in every]
+        if dev.optim_in_place and not all([v._writable() for v in every]):
             # Write in place only into buffers no Tensor sees; the others move to a copy.
-            bufs = [v._data if v._writable() else None for v in every]
-            if any(b is None for b in bufs):
-                cache.clear()
-                copy = T.CAST.kernel(dev)
-                bufs = [b if b is not None else copy(v._data, dtype=dtype)
-                        for v, b in zip(every, bufs)]
-            k = len(idx)
-            new_params, new_slots = dev.optim(
-                rule, bufs[:k], [grads[j]._data for j in idx],
-                [bufs[k * (s + 1):k * (s + 2)] for s in range(len(slots))], hyper[dtype],
-                cache=cache, in_place=n == last)
-            new = list(new_params)
-            for kind in new_slots:
-                new.extend(kind)
-            if any(b is not a for a, b in zip(bufs, new)):
-                cache.clear()  # the kernel's pointer tables name the old buffers
-            results.append((every, new))
-        # 2. The commit: reference swaps only.
-        with _commit(state):
-            for every, new in results:
-                for v, buf in zip(every, new):
-                    if buf is not v._data:
-                        v._own(buf)
-            if count is not None:
-                iterations._own(count)
-    return None
+            cache.clear()
+            copy = T.CAST.kernel(dev)
+            bufs = [b if v._writable() else copy(b, dtype=dtype) for v, b in zip(every, bufs)]
+        k = len(idx)
+        new_params, new_slots = dev.optim(
+            rule, bufs[:k], [grads[j]._data for j in idx],
+            [bufs[k * (s + 1):k * (s + 2)] for s in range(len(slots))], hyper[dtype],
+            cache=cache, in_place=n == last)
+        new = list(new_params)
+        for kind in new_slots:
+            new.extend(kind)
+        if any([b is not a for a, b in zip(bufs, new)]):
+            cache.clear()  # the kernel's pointer tables name the old buffers
+        results.append((every, new))
+    # 2. The commit: reference swaps only.
+    with _commit(state):
+        for every, new in results:
+            for v, buf in zip(every, new):
+                if buf is not v._data:
+                    v._own(buf)
+        if count is not None:
+            iterations._own(count)
 
 
-_NO_GUARD = contextlib.nullcontext()
+_ones: dict = {}
+
+
+def _one(counter):
+    """A 1 of ``counter``'s dtype on its device (made once: buffers of constants
+    are never written)."""
+    key = (counter._device, counter._data.dtype)
+    one = _ones.get(key)
+    if one is None:
+        one = _ones[key] = T.FILL.kernel(key[0])(shape=(), value=1, dtype=key[1])
+    return one
+
 
 APPLY_UPDATE = P("apply_update", I.apply_update, effect="write", eager=_apply_update)
 

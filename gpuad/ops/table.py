@@ -37,7 +37,9 @@ _FLOAT, _NUMERIC, _BOOL = "f", "fiu", "b"
 
 
 def _ub(g, x):
-    return unbroadcast(g, x.shape)
+    """``g`` summed down to ``x``'s shape (x was broadcast); most often ``g`` itself."""
+    shape = x._data.shape
+    return g if g._data.shape == shape else unbroadcast(g, shape)
 
 
 def _mask(cond, like):
@@ -54,7 +56,7 @@ def _unary(name, functor, vjp, keeps, kinds=_FLOAT):
 NEGATIVE = _unary("negative", "Neg", lambda g, out, x: M.negative(g), (), _NUMERIC)
 ABS = _unary("abs", "Abs", lambda g, out, x: g * M.sign(x), ("x",), _NUMERIC)
 SIGN = _unary("sign", "Sign", lambda g, out, x: C.zeros_like(x), (), _NUMERIC)
-SQUARE = _unary("square", "Square", lambda g, out, x: g * (x * 2), ("x",), _NUMERIC)
+SQUARE = _unary("square", "Square", lambda g, out, x: bind(SQUARE_GRAD, (x, g)), ("x",), _NUMERIC)
 SQRT = _unary("sqrt", "Sqrt", lambda g, out, x: bind(SQRT_GRAD, (out, g)), ("out",))
 RSQRT = _unary("rsqrt", "Rsqrt", lambda g, out, x: bind(RSQRT_GRAD, (out, g)), ("out",))
 RECIPROCAL = _unary("reciprocal", "Reciprocal", lambda g, out, x: bind(RECIPROCAL_GRAD, (out, g)),
@@ -63,8 +65,8 @@ EXP = _unary("exp", "Exp", lambda g, out, x: g * out, ("out",))
 LOG = _unary("log", "Log", lambda g, out, x: g / x, ("x",))
 LOG1P = _unary("log1p", "Log1p", lambda g, out, x: g / (x + 1), ("x",))
 EXPM1 = _unary("expm1", "Expm1", lambda g, out, x: g * M.exp(x), ("x",))
-SIN = _unary("sin", "Sin", lambda g, out, x: g * M.cos(x), ("x",))
-COS = _unary("cos", "Cos", lambda g, out, x: -(g * M.sin(x)), ("x",))
+SIN = _unary("sin", "Sin", lambda g, out, x: bind(SIN_GRAD, (x, g)), ("x",))
+COS = _unary("cos", "Cos", lambda g, out, x: bind(COS_GRAD, (x, g)), ("x",))
 TAN = _unary("tan", "Tan", lambda g, out, x: g * (M.square(out) + 1), ("out",))
 TANH = _unary("tanh", "Tanh", lambda g, out, x: bind(TANH_GRAD, (out, g)), ("out",))
 SIGMOID = _unary("sigmoid", "Sigmoid", lambda g, out, x: bind(SIGMOID_GRAD, (out, g)), ("out",))
@@ -93,6 +95,14 @@ SIGMOID_GRAD = _grad_row("sigmoid_grad", "SigmoidGrad", lambda g, out, y, dy: g 
 # tanh_grad(y, dy) = dy * (1 - y^2)
 TANH_GRAD = _grad_row("tanh_grad", "TanhGrad", lambda g, out, y, dy: g * dy * y * -2,
                       lambda g, out, y, dy: bind(TANH_GRAD, (y, g)), ("y", "dy"))
+# sin_grad(x, dy) = dy cos(x); cos_grad(x, dy) = -dy sin(x): each differentiates into the other
+SIN_GRAD = _grad_row("sin_grad", "SinGrad", lambda g, out, x, dy: bind(COS_GRAD, (x, g * dy)),
+                     lambda g, out, x, dy: bind(SIN_GRAD, (x, g)), ("x", "dy"))
+COS_GRAD = _grad_row("cos_grad", "CosGrad", lambda g, out, x, dy: -bind(SIN_GRAD, (x, g * dy)),
+                     lambda g, out, x, dy: bind(COS_GRAD, (x, g)), ("x", "dy"))
+# square_grad(x, dy) = 2 x dy
+SQUARE_GRAD = _grad_row("square_grad", "SquareGrad", lambda g, out, x, dy: bind(SQUARE_GRAD, (dy, g)),
+                        lambda g, out, x, dy: bind(SQUARE_GRAD, (x, g)), ("x", "dy"))
 # sqrt_grad(y, dy) = dy / (2 y), and 0 where dy == 0
 SQRT_GRAD = _grad_row("sqrt_grad", "SqrtGrad", lambda g, out, y, dy: -(g * out) / y,
                       lambda g, out, y, dy: bind(SQRT_GRAD, (y, g)), ("out", "y"))

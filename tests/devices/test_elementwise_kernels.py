@@ -323,7 +323,8 @@ def test_binary_dtype_rules(dev):
 
 @pytest.mark.parametrize("dt", NUMERIC, ids=str)
 def test_unary_grad_every_op(dev, rng, dt):
-    ops = (("relu_grad", "sigmoid_grad", "tanh_grad", "sqrt_grad", "rsqrt_grad", "reciprocal_grad")
+    ops = (("relu_grad", "sigmoid_grad", "tanh_grad", "sin_grad", "cos_grad", "square_grad",
+            "sqrt_grad", "rsqrt_grad", "reciprocal_grad")
            if dt.kind == "f" else ("relu_grad",))
     a = values(rng, (41, 27), dt)
     dy = values(rng, (41, 27), dt)
@@ -331,11 +332,12 @@ def test_unary_grad_every_op(dev, rng, dt):
         a.flat[:6] = [0.0, 0.0, -0.0, np.inf, 0.0, np.nan]  # infinite local derivatives...
         dy.flat[:6] = [0.0, -0.0, 0.0, 0.0, 1.0, 0.0]       # ...times a zero upstream gradient
     for op in ops:
-        compare(dev, "unary_grad", op, a, dy)
-        compare(dev, "unary_grad", op, a[::-1], dy.T.T)
-        compare(dev, "unary_grad", op, a.T, dy[:, ::-1].T)
-        compare(dev, "unary_grad", op, a[1:], dy[:-1])  # misaligned contiguous
-        compare(dev, "unary_grad", op, a[:1], dy)       # broadcast
+        rtol = rtol_for(dt) if op in ("sin_grad", "cos_grad") else None  # libm's sin/cos
+        compare(dev, "unary_grad", op, a, dy, rtol=rtol)
+        compare(dev, "unary_grad", op, a[::-1], dy.T.T, rtol=rtol)
+        compare(dev, "unary_grad", op, a.T, dy[:, ::-1].T, rtol=rtol)
+        compare(dev, "unary_grad", op, a[1:], dy[:-1], rtol=rtol)  # misaligned contiguous
+        compare(dev, "unary_grad", op, a[:1], dy, rtol=rtol)       # broadcast
 
 
 # -- where --------------------------------------------------------------------------

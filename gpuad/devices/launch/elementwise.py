@@ -80,7 +80,8 @@ _BINARY["divide"] = (_FLOATS, False)
 _BINARY.update({op: (_ALL, True) for op in """equal not_equal less less_equal greater greater_equal
                 logical_and logical_or""".split()})
 
-_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid_grad", "tanh_grad", "sqrt_grad", "rsqrt_grad", "reciprocal_grad")}
+_UNARY_GRAD = {op: _FLOATS for op in ("sigmoid_grad", "tanh_grad", "sin_grad", "cos_grad", "square_grad",
+                                       "sqrt_grad", "rsqrt_grad", "reciprocal_grad")}
 _UNARY_GRAD["relu_grad"] = _NUMERIC
 
 # integer ops whose bad operands raise, as on the cpu device: op -> (is y bad?, message)
