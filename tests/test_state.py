@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +120,21 @@ def test_reads_while_another_thread_trains(name):
                     steps.append(1)
 
         trainer = threading.Thread(target=train)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # switch threads often, so reads land between steps
         trainer.start()
         try:
-            reads = []
-            while len(reads) < 200 or len(steps) < 20:  # both threads busy for a while
+            reads, seen = [], set()
+            deadline = time.monotonic() + 30
+            # both threads busy for a while, until reads saw the variable change
+            while (len(reads) < 200 or len(steps) < 20 or len(seen) < 2) and time.monotonic() < deadline:
                 t = v.read_value()
                 reads.append((t, t.numpy().copy()))
+                seen.add(float(reads[-1][1][0]))
         finally:
             stop.set()
             trainer.join()
+            sys.setswitchinterval(interval)
         mixed = sum(1 for _, a in reads if not np.all(a == a[0]))
         changed = sum(1 for t, a in reads if not np.array_equal(t.numpy(), a))
         assert (mixed, changed) == (0, 0)

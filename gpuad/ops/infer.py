@@ -434,9 +434,13 @@ def apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
                 f"The gradient for variable '{v.name}' is on {g._device.name} but the variable "
                 f"is on {v._device.name}; move it with .to({v._device.name!r}).", rule)
         gd, vd = g._data, v._data
-        if gd.shape != vd.shape or (gd.dtype is not vd.dtype and gd.dtype != vd.dtype):
+        if gd.shape != vd.shape:  # (TensorFlow's words)
             raise InvalidArgumentError(
-                f"Cannot update variable '{v.name}' ({v.dtype.name}{fmt(v.shape)}) with a "
-                f"gradient of {from_numpy(g._data.dtype).name}{fmt(g._data.shape)}; shapes and "
-                f"dtypes must be equal.", rule)
+                f"Cannot update variable '{v.name}' with shape {list(vd.shape)} using a Tensor "
+                f"with shape {list(gd.shape)}, shapes must be equal.", rule)
+        if gd.dtype is not vd.dtype and gd.dtype != vd.dtype:
+            raise InvalidArgumentError(
+                f"Cannot update variable '{v.name}' ({v.dtype.name}) with a gradient of "
+                f"{from_numpy(gd.dtype).name}; cast the gradient with gpuad.cast(g, "
+                f"gpuad.{v.dtype.name}).", rule)
     return None

@@ -170,8 +170,12 @@ def _kept(x, axes):
 
 
 def _spread(g, x, axes):
-    """The gradient of a reduction, broadcast back over the reduced axes."""
-    return A.broadcast_to(A.reshape(g, _kept(x, axes)), x.shape)
+    """The gradient of a reduction, broadcast back over the reduced axes: first
+    reshaped to keep them as size 1, unless it has them (keepdims) or they lead
+    (broadcasting adds leading axes by itself, as for a full reduction)."""
+    if len(g._data.shape) != len(x.shape) and axes != tuple(range(len(axes))):
+        g = A.reshape(g, _kept(x, axes))
+    return A.broadcast_to(g, x.shape)
 
 
 def _max_vjp(g, out, x, axes, keepdims):
