@@ -62,16 +62,18 @@ _state = _TapeState()
 # tape drops the node as soon as its VJP has run (non-persistent) or when the
 # tape is dropped.
 
-def _residuals(prim, inputs) -> tuple:
-    """A node's ``(inputs, ids)`` for a row that does not keep every input."""
+def _node_dropping(prim, inputs, out, attrs) -> tuple:
+    """The node of a row that does not keep every input (see above)."""
     # An input's Abstract comes from Abstract.like's cache, looked up inline in the
     # common cases (one and two inputs): this runs for every recorded add or exp.
+    kept_out = out if prim.keep_out else None
     keep = prim.keep_inputs
     n = len(inputs)
     if n == 1 and len(keep) == 1:
         (x,) = inputs  # (were it kept, keep_all_inputs would hold)
         d = x._data
-        return ((_abstracts.get((d.shape, d.dtype, x._device)) or Abstract.like(x),), (x._id,))
+        return (prim, (_abstracts.get((d.shape, d.dtype, x._device)) or Abstract.like(x),),
+                (x._id,), kept_out, out._id, attrs)
     if n == 2 and len(keep) == 2:
         x, y = inputs
         if not keep[0]:
@@ -80,10 +82,10 @@ def _residuals(prim, inputs) -> tuple:
         if not keep[1]:
             d = y._data
             y = _abstracts.get((d.shape, d.dtype, y._device)) or Abstract.like(y)
-        return ((x, y), (inputs[0]._id, inputs[1]._id))
-    return (tuple([x if i < len(keep) and keep[i] else Abstract.like(x)
-                   for i, x in enumerate(inputs)]),
-            tuple([x._id for x in inputs]))
+        return (prim, (x, y), (inputs[0]._id, inputs[1]._id), kept_out, out._id, attrs)
+    return (prim, tuple([x if i < len(keep) and keep[i] else Abstract.like(x)
+                         for i, x in enumerate(inputs)]),
+            tuple([x._id for x in inputs]), kept_out, out._id, attrs)
 
 
 def record(prim, inputs, out, attrs, stack=None) -> None:
@@ -98,11 +100,8 @@ def record(prim, inputs, out, attrs, stack=None) -> None:
         else:
             continue
         if node is None:
-            if prim.keep_all_inputs:
-                node = (prim, inputs, None, out if prim.keep_out else None, out._id, attrs)
-            else:
-                node = (prim, *_residuals(prim, inputs), out if prim.keep_out else None,
-                        out._id, attrs)
+            node = ((prim, inputs, None, out if prim.keep_out else None, out._id, attrs)
+                    if prim.keep_all_inputs else _node_dropping(prim, inputs, out, attrs))
         tape._nodes.append(node)
         tracked.add(out._id)
 
@@ -229,7 +228,7 @@ class GradientTape:
                                  f"gpuad.Tensor or gpuad.Variable.")
             if not (self._active or self._paused):
                 continue  # nothing can be recorded retroactively
-            if not x.dtype.is_floating:
+            if x._data.dtype.kind != "f":
                 if _int_watch_warnings[0] < 5:
                     _int_watch_warnings[0] += 1
                     _log.warning("The dtype of the watched tensor must be floating (e.g. "
@@ -473,7 +472,7 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
             xid = x._id if ids is None else ids[i]
             if xid not in relevant:
                 continue
-            vjp = vjp_of(i)
+            vjp = vjp_of[i]
             if vjp is None:
                 continue
             gx = vjp(g, out, *inputs) if attrs is None else vjp(g, out, *inputs, **attrs)

@@ -89,12 +89,13 @@ class Primitive:
         self.kinds = kinds
         self.kernels = {}
         self.vjps = vjps
+        # vjp_of[i]: input i's VJP (a tuple's own indexing is the backward pass's fastest)
         if vjps is None:
             self.vjp_of = None
         elif callable(vjps):
-            self.vjp_of = vjps
+            self.vjp_of = _ByIndex(vjps)
         else:
-            self.vjp_of = vjps.__getitem__
+            self.vjp_of = tuple(vjps)
             for fn in vjps:
                 _name_vjp(fn, name)
         self.keeps = tuple(keeps)
@@ -121,6 +122,18 @@ class Primitive:
 
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+class _ByIndex:
+    """``vjp_of`` of a row whose VJPs come from a function ``i -> vjp``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __getitem__(self, i):
+        return self.fn(i)
 
 
 def _input_names(vjps):
