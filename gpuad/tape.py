@@ -218,16 +218,29 @@ class GradientTape:
 
     # -- watching --------------------------------------------------------------
     def watch(self, tensor):
-        """Track a tensor, a variable, or any nest of them."""
-        if not self._entered:
-            raise RuntimeError("GradientTape.watch needs an entered tape: use "
-                               "`with gpuad.GradientTape() as tape: tape.watch(x)`.")
-        for x in ((tensor,) if type(tensor) is Tensor else nest.flatten(tensor)):
+        """Track a tensor, a variable, or any nest of them.
+
+        As in TensorFlow, every member's type is checked first (a ValueError
+        naming the type; nothing is watched then), and watching works outside
+        the context too: the watch is registered on the tape, but only ops run
+        while the tape is recording (inside ``with``) are recorded, so nothing
+        is recorded retroactively.
+
+        >>> import gpuad as ad
+        >>> x = ad.constant(3.0)
+        >>> tape = ad.GradientTape()
+        >>> tape.watch(x)           # before entering: takes effect once entered
+        >>> with tape:
+        ...     y = x * x
+        >>> float(tape.gradient(y, x))
+        6.0
+        """
+        xs = (tensor,) if type(tensor) is Tensor else nest.flatten(tensor)
+        for x in xs:
             if not isinstance(x, (Tensor, Variable)):
                 raise ValueError(f"Passed in object {x!r} of type {type(x).__name__!r}, not "
                                  f"gpuad.Tensor or gpuad.Variable.")
-            if not (self._active or self._paused):
-                continue  # nothing can be recorded retroactively
+        for x in xs:
             if x._data.dtype.kind != "f":
                 if _int_watch_warnings[0] < 5:
                     _int_watch_warnings[0] += 1
@@ -357,14 +370,21 @@ class GradientTape:
         """Per-example jacobians: shape ``target.shape + source.shape[1:]``, where
         example ``b`` of the target depends only on example ``b`` of the source."""
         if self._used or not self._entered:
-            # TF's text has no space in "tocompute"; kept so code matching it still works
-            raise RuntimeError(_NON_PERSISTENT.replace("used to compute", "used tocompute"))
+            raise RuntimeError(_NON_PERSISTENT)
         target = _single_tensor(target, "batch_jacobian", "target")
         if not isinstance(source, Variable):  # a Variable stays itself: its reads lead to it
             source = _single_tensor(source, "batch_jacobian", "source")
-        if target.ndim < 2:
-            raise ValueError(f"Shape {target.shape} must have rank at least 2")
-        if source.ndim < 1 or target.shape[0] != source.shape[0]:
+        if not experimental_use_pfor and not self._persistent:
+            raise RuntimeError("GradientTape must be created with persistent=True to compute the "
+                               "batch_jacobian with experimental_use_pfor set to False.")
+        # As TF: both the target and the source are (batch, ...) shaped.
+        for role, x in (("target", target), ("source", source)):
+            if x.ndim < 2:
+                raise ValueError(f"Shape {x.shape} must have rank at least 2: batch_jacobian's "
+                                 f"{role} must be (batch, features...) shaped; for a {role} of "
+                                 f"rank {x.ndim} use GradientTape.jacobian (or reshape it to "
+                                 f"(batch, 1)).")
+        if target.shape[0] != source.shape[0]:
             raise ValueError(f"Need first dimension of target shape ({target.shape}) and source "
                              f"shape ({source.shape}) to match.")
         self._begin_backward()
