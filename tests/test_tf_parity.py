@@ -430,3 +430,19 @@ def test_batch_jacobian_after_use_has_no_typo(device):
     with pytest.raises(RuntimeError) as e:
         t.batch_jacobian(y, x)
     assert "used to compute one set" in str(e.value) and "tocompute" not in str(e.value)
+
+
+def test_custom_gradient_gradient_on_another_device_raises(device):
+    if device == "cpu":
+        pytest.skip("needs a second device: the input is on the cpu")
+
+    @ad.custom_gradient
+    def f(x):
+        def grad(dy):
+            with ad.device("cpu"):
+                return ad.ones((2,))
+        return x * 2.0, grad
+
+    with pytest.raises(InvalidArgumentError) as e:
+        _grad_of(f, np.ones(2, np.float32))
+    assert "input 0" in str(e.value) and "device" in str(e.value) and "cpu" in str(e.value)
