@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, index_error
 from . import KERNEL_SET, Device
 from . import philox
+from .cpu_memory import CHECK_ABOVE, host_empty
 
 # Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents: keep
 # NumPy from warning about them with a filter, which costs nothing until a warning is
@@ -285,10 +286,16 @@ class CpuDevice(Device):
 
     # creation ----------------------------------------------------------------
     def fill(self, op, shape, value, dtype):
+        if math.prod(shape) * np.dtype(dtype).itemsize >= CHECK_ABOVE:  # (small fills: as fast as before)
+            out = host_empty(op, shape, dtype)
+            out.fill(value)
+            return out
         return np.full(shape, value, dtype=dtype)
 
     from .cpu_optim import optim  # fused optimizer steps, on copies (see gpuad/devices/cpu_optim.py)
 
     def random(self, op, shape, dtype, key, offset):
-        n = math.prod(shape)
-        return philox.sample(op, n, dtype, key, offset).reshape(shape)
+        # Into one buffer, a chunk at a time (philox.sample_into): peak memory is the
+        # output plus a few MiB. A request the host cannot give raises OutOfMemoryError.
+        out = host_empty(op, (math.prod(shape),), dtype)
+        return philox.sample_into(out, op, key, offset).reshape(shape)

@@ -36,7 +36,8 @@ import re
 import numpy as np
 
 from .. import KERNEL_SET, Device
-from ...errors import KernelCompileError, KernelLaunchError, index_checks_enabled, index_error
+from ...errors import (KernelCompileError, KernelLaunchError, OutOfMemoryError, index_checks_enabled,
+                       index_error)
 from ..nvrtc import CudaUnavailableError
 from . import common as L
 from . import elementwise as _elementwise
@@ -81,8 +82,18 @@ class KernelDevice(Device):
         self.transfers += 1
         return self.launcher.to_host(buffer)
 
-    def empty(self, shape, dtype):
-        return self.launcher.empty(tuple(shape), np.dtype(dtype))
+    def empty(self, shape, dtype, op: str | None = None):
+        """A new buffer; out of memory raises :class:`gpuad.OutOfMemoryError`, naming
+        ``op`` where given."""
+        try:
+            return self.launcher.empty(tuple(shape), np.dtype(dtype))
+        except OutOfMemoryError as e:
+            if op is None or getattr(e, "op", None):
+                raise
+            error = OutOfMemoryError(f"{op}: {e}", requested=e.requested, pool_used=e.pool_used,
+                                     pool_total=e.pool_total, device=e.device)
+            error.op = op
+            raise error from e
 
     # -- the kernel families of KERNEL_SET ---------------------------------------
     # Each is the function ``family(dev, op, ...)`` of its family module, bound as a
