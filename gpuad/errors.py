@@ -76,3 +76,45 @@ class KernelLaunchError(RuntimeError):
         super().__init__(message)
         self.kernel = kernel
         self.op = op
+
+
+#: The environment variable that turns on index checks on kernel devices (read when
+#: the device is created): see :func:`index_checks_enabled`.
+CHECK_INDICES_ENV = "GPUAD_CHECK_INDICES"
+
+
+def index_checks_enabled(environ=None) -> bool:
+    """Whether ``GPUAD_CHECK_INDICES`` asks kernel devices (``cuda``, ``emulated``) to
+    check gather / Embedding indices and sparse labels (``1``, ``true``, ``yes``, ``on``)."""
+    import os
+    value = (os.environ if environ is None else environ).get(CHECK_INDICES_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def index_error(op: str, indices, n: int, *, axis=None, shape=None) -> InvalidArgumentError:
+    """The error for ``indices`` (a NumPy array holding at least one value outside
+    ``[0, n)``) of ``op``: ``gather`` (and Embedding lookups) names the first bad
+    position and value as TensorFlow's CPU kernel does (``indices[1] = 5 is not in
+    [0, 3)``); ``sparse_softmax_cross_entropy_with_logits`` the label value and the
+    labels (``Received a label value of 5 which is outside the valid range of [0, 3).``)."""
+    import numpy as np
+    indices = np.asarray(indices)
+    bad_mask = (indices < 0) | (indices >= n)
+    pos = tuple(int(i) for i in np.argwhere(bad_mask)[0])
+    bad = int(indices[pos])
+    where = ",".join(str(i) for i in pos)
+    nbad = int(np.count_nonzero(bad_mask))
+    more = f" ({nbad} of the {indices.size} values are out of range)" if nbad > 1 else ""
+    if op == "sparse_softmax_cross_entropy_with_logits":
+        shown = " ".join(str(int(v)) for v in indices.reshape(-1)[:20])
+        if indices.size > 20:
+            shown += " ..."
+        return InvalidArgumentError(
+            f"Received a label value of {bad} which is outside the valid range of [0, {n}). "
+            f"Label values: {shown}{more}. Labels must be class indices in [0, num_classes) "
+            f"with num_classes = logits.shape[-1] = {n}: fix the labels (or give the logits "
+            f"one column per class).", op)
+    what = f" along axis {axis} of a tensor of shape {tuple(shape)}" if shape is not None else ""
+    return InvalidArgumentError(
+        f"indices[{where}] = {bad} is not in [0, {n}){more}: {op}{what} needs every index in "
+        f"[0, {n}). Fix the indices (an Embedding needs input_dim > the largest id).", op)

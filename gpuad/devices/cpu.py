@@ -11,9 +11,10 @@ import warnings
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, index_error
 from . import KERNEL_SET, Device
 from . import philox
+from .cpu_memory import CHECK_ABOVE, host_empty
 
 # Edge values (log(0), 0/0, sqrt(-1)) are part of the contract, not accidents: keep
 # NumPy from warning about them with a filter, which costs nothing until a warning is
@@ -252,11 +253,7 @@ class CpuDevice(Device):
 
     def gather(self, op, x, indices, axis, shape=None):
         if op == "gather":
-            n = x.shape[axis]
-            if indices.size and (indices.min() < 0 or indices.max() >= n):
-                bad = indices[(indices < 0) | (indices >= n)].flat[0]
-                raise InvalidArgumentError(f"gather: index {bad} is not in [0, {n}) (axis {axis} "
-                                           f"of a tensor of shape {x.shape}).", "gather")
+            self.check_indices(op, indices, x.shape[axis], axis=axis, shape=x.shape)
             return np.take(x, indices, axis=axis)
         # scatter_add: x holds the updates, shape is the full result's shape
         out, moved = _moved_scatter_target(shape, x.dtype, axis)
@@ -265,7 +262,17 @@ class CpuDevice(Device):
         np.add.at(moved, flat, np.moveaxis(upd, axis, 0))
         return out
 
+    checks_indices = True  # the cpu device always checks (as TensorFlow's CPU kernels)
+
+    def check_indices(self, op, indices, n, axis=None, shape=None):
+        """Raise InvalidArgumentError (naming ``op``, the first bad position and value)
+        if an element of ``indices`` is outside ``[0, n)``. Always on for this device:
+        the indices are already in host memory, so it costs two passes over them."""
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise index_error(op, indices, int(n), axis=axis, shape=shape)
+
     def one_hot(self, op, indices, depth, on_value, off_value, dtype):
+        # An index outside [0, depth) gives a row of off_value, as in TensorFlow (no error).
         hot = indices[..., None] == np.arange(depth)
         return np.where(hot, np.asarray(on_value, dtype), np.asarray(off_value, dtype))
 
@@ -279,10 +286,16 @@ class CpuDevice(Device):
 
     # creation ----------------------------------------------------------------
     def fill(self, op, shape, value, dtype):
+        if math.prod(shape) * np.dtype(dtype).itemsize >= CHECK_ABOVE:  # (small fills: as fast as before)
+            out = host_empty(op, shape, dtype)
+            out.fill(value)
+            return out
         return np.full(shape, value, dtype=dtype)
 
     from .cpu_optim import optim  # fused optimizer steps, on copies (see gpuad/devices/cpu_optim.py)
 
     def random(self, op, shape, dtype, key, offset):
-        n = math.prod(shape)
-        return philox.sample(op, n, dtype, key, offset).reshape(shape)
+        # Into one buffer, a chunk at a time (philox.sample_into): peak memory is the
+        # output plus a few MiB. A request the host cannot give raises OutOfMemoryError.
+        out = host_empty(op, (math.prod(shape),), dtype)
+        return philox.sample_into(out, op, key, offset).reshape(shape)

@@ -234,7 +234,21 @@ class CupyLauncher:
 
     def empty(self, shape, dtype):
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes > (1 << 30):  # a request beyond the GPU's whole memory fails at once
+            self._check_total(nbytes)  # (and never reaches CuPy's size arithmetic)
         return self._alloc(lambda: self._cupy.empty(shape, dtype), nbytes)
+
+    def _check_total(self, nbytes):
+        total = getattr(self, "_total_bytes", None)
+        if total is None:
+            with self._device:
+                total = self._total_bytes = int(self._cupy.cuda.runtime.memGetInfo()[1])
+        if nbytes > total:
+            raise OutOfMemoryError(
+                f"Out of memory on {self.name}: allocating {_bytes(nbytes)} is more than the "
+                f"GPU's whole memory ({_bytes(total)}). To fix: ask for a smaller shape (or "
+                f"process the data in batches). Nothing was allocated; tensors that existed "
+                f"before are intact.", requested=int(nbytes), device=self.name)
 
     def from_host(self, array):
         return self._alloc(lambda: self._cupy.asarray(array), array.nbytes)

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from .cpu_memory import host_empty
 from .kernel_sources import kernel_dir
 from .launch import KernelDevice
 
@@ -58,10 +59,12 @@ class HostLauncher:
         return self._module
 
     def empty(self, shape, dtype):
-        if not self.poison:
-            return np.empty(shape, dtype)
-        fill = np.nan if dtype.kind == "f" else (True if dtype.kind == "b" else -0x5A5A5A5A)
-        return np.full(shape, fill, dtype)
+        # host memory, as the cpu device's: a request the host cannot give raises
+        # gpuad.OutOfMemoryError before anything is allocated (gpuad/devices/cpu_memory.py)
+        out = host_empty(None, shape, dtype, self.name)
+        if self.poison:
+            out.fill(np.nan if dtype.kind == "f" else (True if dtype.kind == "b" else -0x5A5A5A5A))
+        return out
 
     def from_host(self, array):
         return np.array(array, copy=True)

@@ -49,9 +49,32 @@ def _uniforms(words: np.ndarray, dtype) -> np.ndarray:
     return (hi * 67108864.0 + lo) * 2.0 ** -53
 
 
+#: Elements generated per step by :func:`sample_into`: the temporaries of a step (about
+#: 13 times its output's bytes) stay a few MiB whatever the request.
+CHUNK = 1 << 16
+
+
+def sample_into(out: np.ndarray, op: str, key: int, offset: int, chunk: int = CHUNK) -> np.ndarray:
+    """Fill the contiguous 1-d array ``out`` with ``out.size`` samples of ``op`` in
+    ``out.dtype``: the numbers of :func:`sample`, bit for bit, generated ``chunk``
+    elements at a time (a multiple of the elements per Philox block, so a chunk
+    starts on a block: element ``k`` depends only on (key, offset, k)). Peak memory
+    is ``out`` plus one chunk's temporaries."""
+    dtype = out.dtype
+    n = out.size
+    per_block = 4 // words_per_element(op, dtype)
+    chunk = max(per_block, chunk - chunk % per_block)
+    words = words_per_element(op, dtype)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        out[start:start + m] = sample(op, m, dtype, key, offset + start * words // 4)
+    return out
+
+
 def sample(op: str, n: int, dtype, key: int, offset: int) -> np.ndarray:
     """``n`` samples of ``op`` (``"random_uniform"`` in [0, 1) or standard ``"random_normal"``)
-    in ``dtype``."""
+    in ``dtype``, in one step (temporaries about 13 times the result's bytes: see
+    :func:`sample_into` for large requests)."""
     dtype = np.dtype(dtype)
     w = words_per_element(op, dtype)
     u = _uniforms(philox_words(n * w, key, offset), dtype)

@@ -98,17 +98,26 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits):
-    """Cross entropy against integer class ``labels`` (shape ``logits.shape[:-1]``);
-    a label outside [0, num_classes) gives a NaN loss."""
+    """Cross entropy against integer class ``labels`` (shape ``logits.shape[:-1]``).
+
+    A label outside ``[0, num_classes)`` raises :class:`gpuad.errors.InvalidArgumentError`
+    on the ``cpu`` device ("Received a label value of 5 which is outside the valid range
+    of [0, 3)", as TensorFlow on a CPU). On the kernel devices (``cuda``, ``emulated``)
+    checking would cost a device-to-host round trip per call, so by default its loss is
+    NaN (as TensorFlow on a GPU); set ``GPUAD_CHECK_INDICES=1`` before the device is
+    first used to have them check and raise the same error."""
     z = to_tensor(logits)
     idx = to_tensor(labels)
     if idx.shape != z.shape[:-1]:
         raise InvalidArgumentError(f"labels shape {idx.shape} must equal logits shape without "
                                    f"its last axis, {z.shape[:-1]}.", "sparse_softmax_cross_entropy")
     n = z.shape[-1]
+    dev, data = idx._device, idx._data
+    if getattr(dev, "checks_indices", False) and hasattr(data, "min"):  # (a value being traced holds no numbers)
+        dev.check_indices("sparse_softmax_cross_entropy_with_logits", data, n)
     loss = softmax_cross_entropy_with_logits(C.one_hot(idx, n, dtype=z.dtype), z)
-    # A label outside [0, n) has no class to score: its loss is NaN (as TF on a GPU),
-    # decided on the device, without a host round trip.
+    # Unchecked (kernel devices by default), a label outside [0, n) has no class to
+    # score: its loss is NaN (as TF on a GPU), decided on the device, without a round trip.
     valid = M.logical_and(idx >= 0, idx < n)
     return M.where(valid, loss, float("nan"))
 

@@ -224,7 +224,9 @@ class Sequential(Module):
 class Embedding(Module):
     """A lookup table: ``layer(ids)`` gathers rows of ``embeddings``
     (``(num_embeddings, dim)``) at integer ``ids`` of any shape. The gradient
-    is dense, a scatter-add on the device (repeated ids add up).
+    is dense, a scatter-add on the device (repeated ids add up). An id outside
+    ``[0, num_embeddings)`` raises InvalidArgumentError on ``cpu``; on ``cuda`` and
+    ``emulated`` it reads a zero row unless ``GPUAD_CHECK_INDICES=1`` (README, API section).
 
     >>> import gpuad as ad
     >>> emb = ad.nn.Embedding(5, 2, embeddings_initializer="ones")

@@ -208,7 +208,9 @@ def unstack(value, axis=0):
 def gather(params, indices, axis=0, batch_dims=0):
     """Pick slices of ``params`` along ``axis`` at integer ``indices``; the result
     has shape ``params.shape[:axis] + indices.shape + params.shape[axis+1:]``.
-    Its gradient is a dense tensor (TensorFlow returns IndexedSlices).
+    Its gradient is a dense tensor (TensorFlow returns IndexedSlices). An index outside
+    ``[0, params.shape[axis])`` raises InvalidArgumentError on ``cpu``; on ``cuda`` and
+    ``emulated`` it reads zeros unless ``GPUAD_CHECK_INDICES=1`` (README, API section).
 
     >>> import gpuad as ad
     >>> ad.gather(ad.constant([10, 20, 30]), [2, 0]).numpy()

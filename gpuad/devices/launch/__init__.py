@@ -36,7 +36,8 @@ import re
 import numpy as np
 
 from .. import KERNEL_SET, Device
-from ...errors import KernelCompileError, KernelLaunchError
+from ...errors import (KernelCompileError, KernelLaunchError, OutOfMemoryError, index_checks_enabled,
+                       index_error)
 from ..nvrtc import CudaUnavailableError
 from . import common as L
 from . import elementwise as _elementwise
@@ -63,6 +64,11 @@ class KernelDevice(Device):
         # GPUAD_SYNC=1: wait for every kernel, so a fault is reported by the launch
         # (kernel and op) that caused it rather than by a later one. Slow; for debugging.
         self.sync = os.environ.get("GPUAD_SYNC", "").strip().lower() in ("1", "true", "yes", "on")
+        # GPUAD_CHECK_INDICES=1: gather (Embedding) indices and sparse labels are checked
+        # against their range (two reductions and a host read per call), raising the cpu
+        # device's InvalidArgumentError. Off by default: an out-of-range index then reads
+        # zeros (gather) and an out-of-range label gives a NaN loss, with no round trip.
+        self.checks_indices = index_checks_enabled()
 
     # -- buffers and transfers ------------------------------------------------
     def from_host(self, array):
@@ -76,8 +82,18 @@ class KernelDevice(Device):
         self.transfers += 1
         return self.launcher.to_host(buffer)
 
-    def empty(self, shape, dtype):
-        return self.launcher.empty(tuple(shape), np.dtype(dtype))
+    def empty(self, shape, dtype, op: str | None = None):
+        """A new buffer; out of memory raises :class:`gpuad.OutOfMemoryError`, naming
+        ``op`` where given."""
+        try:
+            return self.launcher.empty(tuple(shape), np.dtype(dtype))
+        except OutOfMemoryError as e:
+            if op is None or getattr(e, "op", None):
+                raise
+            error = OutOfMemoryError(f"{op}: {e}", requested=e.requested, pool_used=e.pool_used,
+                                     pool_total=e.pool_total, device=e.device)
+            error.op = op
+            raise error from e
 
     # -- the kernel families of KERNEL_SET ---------------------------------------
     # Each is the function ``family(dev, op, ...)`` of its family module, bound as a
@@ -101,6 +117,20 @@ class KernelDevice(Device):
 
     def matmul(self, op, a, b, transpose_a, transpose_b):
         return self.launcher.matmul(a, b, transpose_a, transpose_b)
+
+    def check_indices(self, op, indices, n, axis=None, shape=None):
+        """With index checks on (``checks_indices``, from ``GPUAD_CHECK_INDICES`` when the
+        device was created), raise the cpu device's InvalidArgumentError if an element of
+        ``indices`` is outside ``[0, n)``: a min and a max reduction on the device, then a
+        host read of the two numbers (and of the indices, to name the bad one, only when
+        one is bad). Without them, nothing: no launch, no round trip."""
+        if not self.checks_indices or not indices.size:
+            return
+        axes = tuple(range(len(indices.shape)))
+        lo = self.reduce("reduce_min", indices, axes, False)
+        hi = self.reduce("reduce_max", indices, axes, False)
+        if int(self.to_host(lo)) < 0 or int(self.to_host(hi)) >= n:
+            raise index_error(op, self.to_host(indices), int(n), axis=axis, shape=shape)
 
     # -- launches ---------------------------------------------------------------------
     def launch(self, kernel: str, n: int, args, block: int = L.BLOCK, shared_mem: int = 0,

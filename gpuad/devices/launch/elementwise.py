@@ -405,7 +405,7 @@ def fill(dev, op, shape, value, dtype):
     shape, dtype, kernel, work, n = L.planned(_fill_plans, (op, shape, dtype),
                                               lambda: _fill_plan(op, shape, dtype), _PLAN_CAP)
     v = _fill_value(value, dtype)
-    out = dev.launcher.empty(shape, dtype)
+    out = dev.empty(shape, dtype, op=op)
     if kernel is not None:
         dev.launch(kernel, work, (out, v, n), op=op)
         if n == 1:

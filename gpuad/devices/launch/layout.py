@@ -272,6 +272,11 @@ def _index_suffix(indices, op):
 
 
 def gather(dev, op, x, indices, axis, shape=None):
+    """gather (``shape`` None) or scatter_add. An index outside ``[0, x.shape[axis])`` is not
+    checked (that needs a host round trip): gather reads zeros for it, scatter_add drops its
+    update. With ``GPUAD_CHECK_INDICES=1`` gather checks (``KernelDevice.check_indices``)."""
+    if dev.checks_indices and op == "gather":
+        dev.check_indices(op, indices, x.shape[int(axis)], axis=int(axis) % len(x.shape), shape=x.shape)
     try:
         key = (op, x.dtype, x.shape, x.strides, indices.dtype, indices.shape, indices.strides, axis,
                shape if shape is None else tuple(shape))

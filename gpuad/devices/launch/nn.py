@@ -196,7 +196,7 @@ def random(dev, op, shape, dtype, key, offset):
         raise KeyError(op)
     dtype = np.dtype(dtype)
     sfx = _float_suffix(dtype, op)
-    out = dev.empty(tuple(shape), dtype)
+    out = dev.empty(tuple(shape), dtype, op=op)
     n = out.size
     if n:
         per_block = 4 // philox.words_per_element(op, dtype)  # elements per Philox block
