@@ -299,6 +299,14 @@ def save(path, obj) -> None:
 
     path = os.fspath(path)
     arrays = {key: _host(value) for key, value in _snapshot(flatten(obj, "save")).items()}
+    bad = sorted((k, a.dtype) for k, a in arrays.items() if a.dtype not in _HELD_NUMPY)
+    if bad:  # a file gpuad.load would refuse: refuse it now, before anything is written
+        listed = ", ".join(f"{k!r} ({d})" for k, d in bad[:20]) + (
+            f", ... ({len(bad)} in all)" if len(bad) > 20 else "")
+        raise TypeError(f"gpuad.save: cannot save {listed} to {path!r}: gpuad checkpoints hold "
+                        f"float32, float64, int32, int64 and bool tensors only (float16, uint8, "
+                        f"int8 and int16 are not supported yet); nothing was written. Cast them "
+                        f"first, e.g. gpuad.cast(t, gpuad.float32).")
     crcs = {key: _crc(a) for key, a in arrays.items()}
     from . import __version__
     metadata = {"format": "gpuad", "gpuad.version": __version__,
@@ -319,6 +327,7 @@ def _corrupt(path, detail) -> CheckpointError:
 
 # the safetensors dtype codes of the dtypes gpuad holds, and the gpuad names
 _HELD = {"F32": "float32", "F64": "float64", "I32": "int32", "I64": "int64", "BOOL": "bool"}
+_HELD_NUMPY = {np.dtype(name) for name in _HELD.values()}
 # safetensors' other dtype codes: a well-formed file gpuad cannot hold (any other
 # code is a corrupted header, reported as such)
 _NOT_HELD = {"F16", "BF16", "U8", "I8", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2",

@@ -661,3 +661,15 @@ def test_load_refuses_invalid_optimizer_values(ckpt, key, value):
     with pytest.raises(CheckpointError, match=f"invalid value for '{key}'"):
         ad.load(ckpt, into={"model": model2, "optimizer": opt2})
     assert all(np.array_equal(v.numpy(), b) for v, b in zip(variables, before))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8", "int8", "int16"])
+def test_save_refuses_a_dtype_load_would_refuse(ckpt, dtype):
+    ad.save(ckpt, {"a": ad.constant([1.0])})
+    before = _state(ckpt)
+    for value in (ad.cast(ad.constant([1.0, 2.0]), dtype), np.ones(2, dtype)):
+        with pytest.raises(TypeError) as info:
+            ad.save(ckpt, {"ok": ad.constant([1.0]), "half": value})
+        msg = str(info.value)
+        assert f"'half' ({dtype})" in msg and ckpt in msg and "gpuad.cast" in msg
+        assert _state(ckpt) == before and _dir_listing(ckpt) == ["model.safetensors"]
