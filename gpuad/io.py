@@ -16,7 +16,12 @@
 The file is written atomically: a temporary file in the same directory is
 written, flushed and fsynced, then renamed over ``path`` with ``os.replace``;
 if anything fails on the way, the previous file is untouched and the
-temporary file is removed. A CRC-32 of every tensor is stored in the file's
+temporary file is removed. The target's permissions are respected, for every
+user alike (root too): a read-only file (no write bit, or not writable by this
+user), a path that is a directory, or a read-only directory is an error naming
+the path and the fix, before anything is written; a symbolic link is followed.
+Every error names the user's path, never the temporary file. Only the dtypes
+gpuad holds are saved (float32, float64, int32, int64, bool). A CRC-32 of every tensor is stored in the file's
 metadata, so corrupted data bytes are detected too (safetensors itself only
 checks the header).
 
@@ -68,7 +73,9 @@ _CHUNK = 1 << 24  # bytes per write() call
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit its target: a truncated or
-    corrupted file, a missing or unexpected key, a shape or dtype mismatch.
+    corrupted file, a tensor of a dtype gpuad does not hold, a missing or
+    unexpected key, a shape or dtype mismatch, optimizer state the target
+    optimizer cannot take (not built, or configured differently).
     ``path`` is the file; ``problems`` lists each problem found. A ``ValueError``."""
 
     def __init__(self, message: str, path=None, problems=()):
