@@ -33,6 +33,16 @@ Semantics (TensorFlow 2.21 / Keras 3; TF_REFERENCE.md §15):
 - ``clipnorm`` (per gradient), ``global_clipnorm`` and ``clipvalue`` clip as
   Keras does; ``weight_decay`` (every optimizer; AdamW's default 0.004) applies
   ``w -= w * weight_decay * lr`` before the rule.
+- Hyperparameters are checked when set (in the constructor and after, as
+  ``opt.beta_1 = ...``): a ``ValueError`` names the optimizer, the argument,
+  the value and the valid range -- finite numbers only; ``learning_rate`` and
+  ``weight_decay`` >= 0; ``beta_1``, ``beta_2``, ``rho`` in [0, 1) (1 divides
+  by zero or never updates); ``momentum`` in [0, 1]; ``epsilon`` > 0 (Adagrad:
+  >= 0, not both it and ``initial_accumulator_value`` 0); ``clipnorm``,
+  ``clipvalue``, ``global_clipnorm``, ``loss_scale_factor`` > 0 or None; flags
+  ``True``/``False``. A step whose learning rate is not finite and >= 0 (a
+  value assigned to the variable, a schedule's or a callable's) raises before
+  anything changes.
 - State: ``opt.variables`` lists gpuad Variables -- ``iterations``, the
   learning rate (unless it is a schedule) and every slot, named like
   ``adam/Variable_0_momentum`` -- after ``opt.build(var_list)`` (or the first
@@ -73,6 +83,57 @@ from .tensor import Tensor, Variable, convert_to_tensor
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules"]
 
 _FLOAT_KINDS = ("float32", "float64")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _range(lo, hi, lo_open=False, hi_open=False, optional=False, integer=False):
+    """A check that a hyperparameter is a finite real (an integer when
+    ``integer``) in the interval given, or None when ``optional``."""
+    text = ("an integer" if integer else "a finite float") + (
+        " >= " + str(lo) if hi is None and not lo_open else
+        " > " + str(lo) if hi is None else
+        f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+    if optional:
+        text += " (or None)"
+
+    def check(value):
+        if value is None:
+            return optional
+        if not _is_real(value) or (integer and not isinstance(value, numbers.Integral)):
+            return False
+        v = float(value)
+        if not np.isfinite(v):
+            return False
+        if v < lo or (lo_open and v == lo):
+            return False
+        return hi is None or v < hi or (not hi_open and v == hi)
+    return check, text
+
+
+def _flag(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+_FLAG = (_flag, "True or False")
+_UNIT = _range(0, 1)                           # [0, 1]
+_BETA = _range(0, 1, hi_open=True)            # [0, 1): 1 never forgets (Adam divides by 0)
+_POSITIVE_OPT = _range(0, None, lo_open=True, optional=True)
+_FIXES = {
+    "beta_1": "beta_1=1 divides by 1 - beta_1**t = 0 (NaN weights); typical values are 0.9",
+    "beta_2": "beta_2=1 never updates the second moment; typical values are 0.999",
+    "rho": "rho=1 never updates the moving average of g**2; typical values are 0.9",
+    "epsilon": "a zero epsilon gives 0/0 = NaN where a gradient is 0; typical values are 1e-7",
+    "momentum": "typical values are 0.9",
+    "clipnorm": "pass None for no clipping",
+    "clipvalue": "pass None for no clipping",
+    "global_clipnorm": "pass None for no clipping",
+    "loss_scale_factor": "pass None for no loss scaling",
+    "weight_decay": "pass None or 0 for no weight decay",
+}
 
 
 class Optimizer:
@@ -91,6 +152,33 @@ class Optimizer:
 
     _rule: str = ""
     _default_name: str = "optimizer"
+    # hyperparameter -> (check, the valid values in words): checked on every
+    # assignment, in the constructor and after (``opt.beta_1 = 1.0`` too)
+    _checks: dict = {
+        "weight_decay": _range(0, None, optional=True),
+        "clipnorm": _POSITIVE_OPT, "clipvalue": _POSITIVE_OPT, "global_clipnorm": _POSITIVE_OPT,
+        "loss_scale_factor": _POSITIVE_OPT,
+        "ema_momentum": _UNIT,
+        "ema_overwrite_frequency": _range(1, None, optional=True, integer=True),
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        merged = {}
+        for base in reversed(cls.__mro__):
+            merged.update(base.__dict__.get("_checks", {}))
+        cls._checks = merged
+
+    def __setattr__(self, name, value):
+        check = self._checks.get(name)
+        if check is not None and not check[0](value):
+            self._invalid(name, value, check[1])
+        object.__setattr__(self, name, value)
+
+    def _invalid(self, name, value, valid):
+        fix = _FIXES.get(name)
+        raise ValueError(f"{type(self).__name__}: argument `{name}` must be {valid}; received "
+                         f"{name}={value!r}." + (f" ({fix}.)" if fix else ""))
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -144,12 +232,26 @@ class Optimizer:
             self._learning_rate = learning_rate
             return
         if isinstance(learning_rate, (Tensor, Variable)) or isinstance(learning_rate, np.ndarray):
-            learning_rate = float(np.asarray(learning_rate))
+            arr = np.asarray(learning_rate)
+            if arr.size != 1 or arr.dtype.kind not in "iuf":
+                raise ValueError(f"{type(self).__name__}: argument `learning_rate` must be a "
+                                 f"number, a LearningRateSchedule or a callable; received a "
+                                 f"{arr.dtype} array of shape {arr.shape}.")
+            learning_rate = float(arr.reshape(()))
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
             raise ValueError("Argument `learning_rate` should be float, or an instance of "
                              "LearningRateSchedule, or a callable (that takes in the current iteration "
                              f"value and returns the corresponding learning rate value). Received "
                              f"instead: learning_rate={learning_rate!r}")
+        try:
+            lr = float(learning_rate)
+        except OverflowError:  # an int too large for a float
+            lr = float("inf")
+        if not (0.0 <= lr <= _F32_MAX):  # NaN fails too; a float32 variable holds it
+            raise ValueError(f"{type(self).__name__}: argument `learning_rate` must be a finite "
+                             f"float >= 0 (at most {_F32_MAX:.4g}, float32's largest); received "
+                             f"learning_rate={learning_rate!r}. A NaN or infinite learning rate "
+                             f"turns every weight into NaN; typical values are 1e-4 to 1e-1.")
         if not creating and isinstance(self._learning_rate, schedules.LearningRateSchedule):
             raise TypeError("This optimizer was created with a `LearningRateSchedule` object as its "
                             "`learning_rate` constructor argument, hence its learning rate is not "
@@ -186,12 +288,30 @@ class Optimizer:
         """The learning rate of the next step, as float32, computed on the host."""
         lr = self._learning_rate
         if lr is self._lr_var:
-            return np.float32(self._lr_var._data)
-        if isinstance(lr, schedules.LearningRateSchedule):
+            value = np.float32(self._lr_var._data)
+        elif isinstance(lr, schedules.LearningRateSchedule):
             if type(lr).value is not schedules.LearningRateSchedule.value:
-                return np.float32(lr.value(self._step_count()))
-            return np.float32(float(lr(self._iterations)))
-        return np.float32(float(lr()))
+                value = np.float32(lr.value(self._step_count()))
+            else:
+                value = np.float32(float(lr(self._iterations)))
+        else:
+            value = np.float32(float(lr()))
+        if not 0 <= value <= _F32_MAX:  # one comparison a step; NaN fails it too
+            self._bad_learning_rate(value)
+        return value
+
+    def _bad_learning_rate(self, value):
+        """Refuse a step whose learning rate (assigned to the variable, or from a
+        schedule or a callable) is not finite and >= 0: nothing has changed yet."""
+        lr = self._learning_rate
+        source = ("the value assigned to its `learning_rate` variable" if lr is self._lr_var else
+                  f"its schedule {lr!r} at step {self._step_count()}"
+                  if isinstance(lr, schedules.LearningRateSchedule) else
+                  f"its learning-rate callable {lr!r} at step {self._step_count()}")
+        raise ValueError(f"{type(self).__name__}: the learning rate is {float(value)!r} ({source}); "
+                         f"it must be a finite float >= 0, or every weight would become NaN or "
+                         f"move the wrong way. Nothing was updated. Set a valid one, e.g. "
+                         f"`opt.learning_rate = 1e-3`.")
 
     @property
     def iterations(self) -> Variable:
@@ -487,11 +607,10 @@ class SGD(Optimizer):
 
     _rule = "sgd"
     _default_name = "sgd"
+    _checks = {"momentum": (_UNIT[0], "a float between [0, 1]"), "nesterov": _FLAG}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
-            raise ValueError("`momentum` must be a float between [0, 1].")
         self.momentum = momentum
         self.nesterov = nesterov
 
@@ -522,6 +641,8 @@ class Adam(Optimizer):
 
     _rule = "adam"
     _default_name = "adam"
+    _checks = {"beta_1": _BETA, "beta_2": _BETA, "epsilon": _range(0, None, lo_open=True),
+               "amsgrad": _FLAG}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  **kwargs):
@@ -588,6 +709,8 @@ class RMSprop(Optimizer):
 
     _rule = "rmsprop"
     _default_name = "rmsprop"
+    _checks = {"rho": _BETA, "momentum": _UNIT, "epsilon": _range(0, None, lo_open=True),
+               "centered": _FLAG}
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
@@ -627,14 +750,22 @@ class Adagrad(Optimizer):
 
     _rule = "adagrad"
     _default_name = "adagrad"
+    _checks = {"initial_accumulator_value": _range(0, None), "epsilon": _range(0, None)}
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        if initial_accumulator_value < 0:
-            raise ValueError("`initial_accumulator_value` must be non-negative. Received: "
-                             f"initial_accumulator_value={initial_accumulator_value}")
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
+
+    def __setattr__(self, name, value):
+        pair = ("initial_accumulator_value", "epsilon")
+        if name in pair and self._checks[name][0](value) and value == 0 and \
+                getattr(self, pair[1 - pair.index(name)], 1) == 0:
+            raise ValueError(f"Adagrad: `initial_accumulator_value` and `epsilon` cannot both be 0 "
+                             f"(received {name}={value!r}): the first step would divide 0 by "
+                             f"sqrt(0) = NaN where a gradient is 0. Make one of them > 0 "
+                             f"(defaults: 0.1 and 1e-7).")
+        super().__setattr__(name, value)
 
     def _slot_names(self):
         return [[("accumulator", self.initial_accumulator_value)]]

@@ -81,9 +81,30 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
-def _check_steps(name, value):
-    if value <= 0:
-        raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value}")
+def _check(schedule: str, name: str, value, lo=0.0, hi=None, lo_open=False, optional=False,
+           integer=False) -> None:
+    """Refuse a schedule argument that is not a finite real number (an integer
+    when ``integer``) >= ``lo`` (> with ``lo_open``) and <= ``hi`` (None when
+    ``optional``), naming the schedule, the argument, the value and the range."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and (not integer or isinstance(value, (int, np.integer)))
+    if ok:
+        try:
+            v = float(value)
+        except OverflowError:
+            v = math.inf
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        kind = "an integer" if integer else "a finite float"
+        valid = f"{kind} {'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+        raise ValueError(f"{schedule}: argument `{name}` must be {valid}"
+                         f"{' (or None)' if optional else ''}; received {name}={value!r}.")
+
+
+def _check_steps(name, value, schedule="schedule"):
+    _check(schedule, name, value, lo_open=True)
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -98,7 +119,12 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
-        _check_steps("decay_steps", decay_steps)
+        _check_steps("decay_steps", decay_steps, "ExponentialDecay")
+        _check("ExponentialDecay", "initial_learning_rate", initial_learning_rate)
+        _check("ExponentialDecay", "decay_rate", decay_rate)  # < 0 would give NaN rates
+        if not isinstance(staircase, (bool, np.bool_)):
+            raise ValueError(f"ExponentialDecay: argument `staircase` must be True or False; "
+                             f"received staircase={staircase!r}.")
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
@@ -130,7 +156,11 @@ class CosineDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
                  warmup_target=None, warmup_steps=0):
-        _check_steps("decay_steps", decay_steps)
+        _check_steps("decay_steps", decay_steps, "CosineDecay")
+        _check("CosineDecay", "initial_learning_rate", initial_learning_rate)
+        _check("CosineDecay", "alpha", alpha, hi=1.0)  # the final rate's fraction of the first
+        _check("CosineDecay", "warmup_target", warmup_target, optional=True)
+        _check("CosineDecay", "warmup_steps", warmup_steps)
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.alpha = alpha

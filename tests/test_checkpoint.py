@@ -1,6 +1,7 @@
 """gpuad.save / gpuad.load: safetensors round trips, atomic writes, and every
 way a load can fail (truncation, corruption, missing/unexpected keys, shape and
 dtype mismatches) -- each a clear error that changes nothing."""
+import errno
 import json
 import os
 import struct
@@ -404,3 +405,271 @@ def test_load_into_tensor_is_an_error(ckpt):
     ad.save(ckpt, {"a": ad.constant([1.0])})
     with pytest.raises(CheckpointError, match="cannot be assigned"):
         ad.load(ckpt, into={"a": ad.constant([0.0])})
+
+
+# ---------------------------------------------------------------------------
+# saves the target's permissions or kind do not allow: a clear error naming the
+# user's path, the file as it was, no temporary file left behind
+# ---------------------------------------------------------------------------
+
+def _state(path):
+    """A file's bytes and mode, or a directory's listing and mode."""
+    st = os.stat(path)
+    if os.path.isdir(path):
+        return sorted(os.listdir(path)), st.st_mode
+    return _read_bytes(path), st.st_mode
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o400, 0o440, 0o404, 0o555, 0o500])
+def test_save_over_a_read_only_file_is_refused_and_leaves_it(ckpt, mode):
+    # The permission bits are checked by gpuad itself, so this holds for root
+    # too (whom the operating system would let replace the file).
+    ad.save(ckpt, {"a": ad.constant([1.0])})
+    os.chmod(ckpt, mode)
+    try:
+        before, listing = _state(ckpt), _dir_listing(ckpt)
+        with pytest.raises(PermissionError) as info:
+            ad.save(ckpt, {"a": ad.constant([2.0])})
+        msg = str(info.value)
+        assert ckpt in msg and "read-only" in msg and "chmod" in msg and ".tmp" not in msg
+        assert info.value.filename == ckpt
+        assert _state(ckpt) == before and _dir_listing(ckpt) == listing
+        assert ad.load(ckpt)["a"].numpy().tolist() == [1.0]
+    finally:
+        os.chmod(ckpt, 0o644)
+
+
+def test_save_over_a_file_this_user_cannot_write_is_refused(ckpt, monkeypatch):
+    # a file with write bits for others only (another user's file): what
+    # os.access says for this user decides, as open(path, "w") would
+    ad.save(ckpt, {"a": ad.constant([1.0])})
+    before = _state(ckpt)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: False if os.fspath(p) == ckpt
+                        else real_access(p, m, **kw))
+    with pytest.raises(PermissionError, match="read-only"):
+        ad.save(ckpt, {"a": ad.constant([2.0])})
+    monkeypatch.undo()
+    assert _state(ckpt) == before and _dir_listing(ckpt) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_save_to_a_directory_names_the_path(tmp_path, slash):
+    target = tmp_path / "checkpoints"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    path = str(target) + slash
+    with pytest.raises(IsADirectoryError) as info:
+        ad.save(path, {"a": ad.constant([1.0])})
+    msg = str(info.value)
+    assert path in msg and "is a directory" in msg and "model.safetensors" in msg
+    assert ".tmp" not in msg
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints"]
+    assert os.listdir(target) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o500, 0o444])
+@pytest.mark.parametrize("exists", [False, True])
+def test_save_into_a_read_only_directory_names_the_path(tmp_path, mode, exists):
+    d = tmp_path / "ro"
+    d.mkdir()
+    path = str(d / "model.safetensors")
+    if exists:
+        ad.save(path, {"a": ad.constant([1.0])})
+    before = _state(path) if exists else None
+    os.chmod(d, mode)
+    try:
+        with pytest.raises(PermissionError) as info:
+            ad.save(path, {"a": ad.constant([2.0])})
+        msg = str(info.value)
+        assert path in msg and "read-only" in msg and ".tmp" not in msg
+    finally:
+        os.chmod(d, 0o755)
+    assert os.listdir(d) == (["model.safetensors"] if exists else [])
+    if exists:
+        assert _state(path) == before
+
+
+@pytest.mark.parametrize("where", ["open", "replace", "write"])
+@pytest.mark.parametrize("err", [errno.EACCES, errno.ENOSPC, errno.EROFS, errno.EXDEV])
+def test_os_errors_name_the_users_path_not_the_temporary_file(ckpt, monkeypatch, where, err):
+    # what the operating system reports about the temporary file is retold
+    # about the user's path, keeping the errno (and its OSError subclass)
+    ad.save(ckpt, {"a": ad.constant([1.0])})
+    before = _state(ckpt)
+    real_open, real_replace = os.open, os.replace
+
+    def failing_open(p, *a, **kw):
+        if os.fspath(p).endswith(".tmp"):
+            raise OSError(err, os.strerror(err), os.fspath(p))
+        return real_open(p, *a, **kw)
+
+    def failing_replace(src, dst, *a, **kw):
+        raise OSError(err, os.strerror(err), os.fspath(src), os.fspath(dst))
+
+    def failing_write(f, data):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(*{"open": (os, "open", failing_open),
+                          "replace": (os, "replace", failing_replace),
+                          "write": (ad.io, "_write_all", failing_write)}[where])
+    with pytest.raises(OSError) as info:
+        ad.save(ckpt, {"a": ad.constant([2.0])})
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert info.value.errno == err and type(info.value) is type(OSError(err, "x"))
+    assert ckpt in msg and ".tmp" not in msg and os.strerror(err) in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert _state(ckpt) == before and _dir_listing(ckpt) == ["model.safetensors"]
+
+
+def test_save_through_a_symlink_writes_the_file_it_points_to(tmp_path):
+    real = tmp_path / "real.safetensors"
+    link = tmp_path / "latest.safetensors"
+    ad.save(str(real), {"a": ad.constant([1.0])})
+    os.symlink(real.name, link)
+    ad.save(str(link), {"a": ad.constant([2.0])})
+    assert os.path.islink(link)  # still a link, not replaced by a file
+    assert ad.load(str(real))["a"].numpy().tolist() == [2.0]
+    assert sorted(os.listdir(tmp_path)) == ["latest.safetensors", "real.safetensors"]
+
+
+# ---------------------------------------------------------------------------
+# dtypes gpuad does not hold: refused at load, nothing assigned
+# ---------------------------------------------------------------------------
+
+_ITEMSIZE = {"F16": 2, "BF16": 2, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "U32": 4, "U64": 8,
+             "F8_E4M3": 1, "F8_E5M2": 1, "F32": 4, "I64": 8}
+
+
+def _write_safetensors(path, tensors):
+    """A safetensors file by hand (NumPy has no bfloat16/float8): ``tensors`` maps
+    key -> (dtype code, shape); the data bytes are a ramp."""
+    header, offset, blob = {}, 0, b""
+    for key, (code, shape) in tensors.items():
+        n = int(np.prod(shape)) * _ITEMSIZE[code]
+        header[key] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        blob += bytes(i % 61 for i in range(n)) if code != "F32" else \
+            np.ones(int(np.prod(shape)), np.float32).tobytes()
+        offset += n
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    _rewrite(path, struct.pack("<Q", len(h)) + h + blob)
+
+
+@pytest.mark.parametrize("code", ["F16", "BF16", "U8", "I8", "I16", "U16", "U32", "U64",
+                                  "F8_E4M3", "F8_E5M2"])
+def test_load_refuses_a_dtype_gpuad_does_not_hold(ckpt, device, code):
+    _write_safetensors(ckpt, {"good": ("F32", (2,)), "half.w": (code, (2, 3))})
+    for kwargs in ({}, {"into": {"good": ad.Variable(ad.zeros(2))}, "strict": False}):
+        target = kwargs.get("into")
+        with pytest.raises(CheckpointError) as info:
+            ad.load(ckpt, **kwargs)
+        msg = str(info.value)
+        assert "'half.w'" in msg and repr(code) in msg and ckpt in msg
+        assert "F32 (float32)" in msg and "I64 (int64)" in msg and "BOOL (bool)" in msg
+        assert "truncated or corrupted" not in msg and "nothing was loaded" in msg
+        assert info.value.problems == [f"tensor 'half.w' has dtype {code!r}"]
+        if target is not None:  # all or nothing: the loadable key is not assigned either
+            assert target["good"].numpy().tolist() == [0.0, 0.0]
+
+
+def test_every_unsupported_tensor_is_listed(ckpt):
+    _write_safetensors(ckpt, {"a": ("F16", (1,)), "b": ("BF16", (1,)), "c": ("I64", (1,))})
+    with pytest.raises(CheckpointError) as info:
+        ad.load(ckpt)
+    assert info.value.problems == ["tensor 'a' has dtype 'F16'", "tensor 'b' has dtype 'BF16'"]
+
+
+# ---------------------------------------------------------------------------
+# optimizer state: all of it or an error, never silently dropped
+# ---------------------------------------------------------------------------
+
+_STATEFUL = {
+    "adam": lambda: ad.optimizers.Adam(0.01),
+    "adamw_amsgrad": lambda: ad.optimizers.AdamW(0.01, amsgrad=True),
+    "sgd_momentum": lambda: ad.optimizers.SGD(0.1, momentum=0.9),
+    "rmsprop": lambda: ad.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: ad.optimizers.Adagrad(0.1),
+}
+
+
+def _trained(make, seed, steps=2):
+    model, opt = _mlp(seed), make()
+    x = ad.constant(np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4))
+    for _ in range(steps):
+        opt.minimize(lambda: ad.reduce_sum(model(x) ** 2), model.trainable_variables)
+    return model, opt
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("kind", sorted(_STATEFUL))
+def test_load_into_an_unbuilt_optimizer_says_build_it(ckpt, device, kind, strict, prefixed):
+    make = _STATEFUL[kind]
+    model, opt = _trained(make, 21)
+    ad.save(ckpt, {"model": model, "optimizer": opt} if prefixed else opt)
+    model2, opt2 = _mlp(22), make()
+    into = {"model": model2, "optimizer": opt2} if prefixed else opt2
+    before = _snapshot(model2) + [v.numpy().copy() for v in opt2.variables]
+    with pytest.raises(CheckpointError) as info:
+        ad.load(ckpt, into=into, strict=strict)  # strict=False must not drop the slots
+    msg = str(info.value)
+    assert "not built" in msg and "opt.build(model.trainable_variables)" in msg
+    assert "pass strict=False" not in msg and "nothing was assigned" in msg
+    assert "momentum.0" in msg or "accumulator.0" in msg or "velocity.0" in msg
+    assert not opt2.built
+    after = list(model2.variables) + list(opt2.variables)
+    assert len(after) == len(before)
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(after, before))
+    # the suggested fix works and restores the optimizer exactly
+    opt2.build(model2.trainable_variables)
+    ad.load(ckpt, into=into, strict=strict)
+    for a, b in zip(opt.variables, opt2.variables):
+        assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_strict_false_still_refuses_an_optimizer_configured_differently(ckpt, device):
+    model, opt = _trained(lambda: ad.optimizers.Adam(0.01, amsgrad=True), 23)
+    ad.save(ckpt, {"model": model, "optimizer": opt})
+    model2, opt2 = _mlp(24), ad.optimizers.Adam(0.01)  # no velocity_hat slots
+    opt2.build(model2.trainable_variables)
+    before = [v.numpy().copy() for v in opt2.variables]
+    with pytest.raises(CheckpointError, match="velocity_hat.0") as info:
+        ad.load(ckpt, into={"model": model2, "optimizer": opt2}, strict=False)
+    assert "configured differently" in str(info.value)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(opt2.variables, before))
+    # a Module's extra keys stay excusable with strict=False (the documented promise)
+    ad.load(ckpt, into={"model": model2}, strict=False)
+
+
+@pytest.mark.parametrize("key,value", [("optimizer.learning_rate", np.float32(np.nan)),
+                                       ("optimizer.learning_rate", np.float32(np.inf)),
+                                       ("optimizer.learning_rate", np.float32(-0.5)),
+                                       ("optimizer.iteration", np.int64(-3))])
+def test_load_refuses_invalid_optimizer_values(ckpt, key, value):
+    import safetensors.numpy
+    model, opt = _trained(_STATEFUL["adam"], 25, steps=1)
+    ad.save(ckpt, {"model": model, "optimizer": opt})
+    arrays = {k: np.asarray(v.numpy()) for k, v in ad.load(ckpt).items()}
+    arrays[key] = np.asarray(value)
+    safetensors.numpy.save_file(arrays, ckpt)
+    model2, opt2 = _mlp(26), ad.optimizers.Adam(0.01)
+    opt2.build(model2.trainable_variables)
+    variables = list(opt2.variables) + list(model2.variables)
+    before = [v.numpy().copy() for v in variables]
+    with pytest.raises(CheckpointError, match=f"invalid value for '{key}'"):
+        ad.load(ckpt, into={"model": model2, "optimizer": opt2})
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(variables, before))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8", "int8", "int16"])
+def test_save_refuses_a_dtype_load_would_refuse(ckpt, dtype):
+    ad.save(ckpt, {"a": ad.constant([1.0])})
+    before = _state(ckpt)
+    for value in (ad.cast(ad.constant([1.0, 2.0]), dtype), np.ones(2, dtype)):
+        with pytest.raises(TypeError) as info:
+            ad.save(ckpt, {"ok": ad.constant([1.0]), "half": value})
+        msg = str(info.value)
+        assert f"'half' ({dtype})" in msg and ckpt in msg and "gpuad.cast" in msg
+        assert _state(ckpt) == before and _dir_listing(ckpt) == ["model.safetensors"]

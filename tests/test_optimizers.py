@@ -481,3 +481,189 @@ def test_kernel_family_is_declared():
         if not name.startswith("cuda"):
             dev = ad.devices.get(name)
             assert all(dev.supports("optim", op) for op in ("sgd", "adam", "rmsprop", "adagrad"))
+
+
+# -- hyperparameter validation: every optimizer x every hyperparameter ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAN, _INF = float("nan"), float("inf")
+_NOT_NUMBERS = st.sampled_from(["0.5", None, True, False, [0.5], 1j])
+_NON_FINITE = st.sampled_from([_NAN, _INF, -_INF, np.float32(_NAN), np.float64(_INF)])
+
+# kind -> (invalid values, valid values)
+_KINDS = {
+    "unit": (st.one_of(_NON_FINITE, _NOT_NUMBERS, st.floats(max_value=-1e-12),
+                       st.floats(min_value=1 + 1e-9, allow_infinity=False)),
+             st.one_of(st.floats(0, 1), st.sampled_from([0, 1, np.float32(0.5)]))),
+    "beta": (st.one_of(_NON_FINITE, _NOT_NUMBERS, st.floats(max_value=-1e-12),
+                       st.floats(min_value=1, allow_infinity=False), st.just(1)),
+             st.one_of(st.floats(0, 0.9999999), st.sampled_from([0, np.float64(0.9)]))),
+    "positive": (st.one_of(_NON_FINITE, _NOT_NUMBERS, st.floats(max_value=0, allow_infinity=False),
+                           st.just(0)),
+                 st.one_of(st.floats(1e-12, 1e6), st.just(3))),
+    "positive?": (st.one_of(_NON_FINITE, st.sampled_from(["1", True, [1.0]]),
+                            st.floats(max_value=0, allow_infinity=False), st.just(0)),
+                  st.one_of(st.none(), st.floats(1e-12, 1e6), st.just(2))),
+    "nonnegative": (st.one_of(_NON_FINITE, _NOT_NUMBERS, st.floats(max_value=-1e-300,
+                                                                   allow_infinity=False)),
+                    st.one_of(st.floats(1e-12, 1e3), st.just(0.5))),
+    "nonnegative?": (st.one_of(_NON_FINITE, st.sampled_from(["1", True]),
+                               st.floats(max_value=-1e-300, allow_infinity=False)),
+                     st.one_of(st.none(), st.floats(0, 1e3))),
+    "flag": (st.sampled_from([0, 1, "yes", "no", None, 1.0]), st.sampled_from([True, False,
+                                                                               np.True_])),
+    "count?": (st.one_of(st.sampled_from([0, -1, 1.5, _NAN, "2", True]), st.integers(max_value=0)),
+               st.one_of(st.none(), st.integers(1, 10**6))),
+    "learning_rate": (st.one_of(_NON_FINITE, st.floats(max_value=-1e-300, allow_infinity=False),
+                                st.just(1e39), st.just(10**400), st.just(-1)),
+                      st.one_of(st.floats(0, 10), st.just(0), st.just(np.float32(0.1)))),
+}
+_COMMON = {"learning_rate": "learning_rate", "weight_decay": "nonnegative?",
+           "clipnorm": "positive?", "clipvalue": "positive?", "global_clipnorm": "positive?",
+           "loss_scale_factor": "positive?", "ema_momentum": "unit",
+           "ema_overwrite_frequency": "count?"}
+_HYPER = {
+    O.SGD: {"momentum": "unit", "nesterov": "flag"},
+    O.Adam: {"beta_1": "beta", "beta_2": "beta", "epsilon": "positive", "amsgrad": "flag"},
+    O.AdamW: {"beta_1": "beta", "beta_2": "beta", "epsilon": "positive", "amsgrad": "flag",
+              "weight_decay": "nonnegative"},
+    O.RMSprop: {"rho": "beta", "momentum": "unit", "epsilon": "positive", "centered": "flag"},
+    O.Adagrad: {"initial_accumulator_value": "nonnegative", "epsilon": "nonnegative"},
+}
+_CASES = [(cls, arg, kind) for cls, own in _HYPER.items() for arg, kind in {**_COMMON, **own}.items()]
+
+
+@st.composite
+def _case(draw, valid):
+    cls, arg, kind = draw(st.sampled_from(_CASES))
+    return cls, arg, draw(_KINDS[kind][1 if valid else 0])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case(valid=False))
+def test_every_invalid_hyperparameter_raises_naming_optimizer_argument_and_value(case):
+    cls, arg, value = case
+    with pytest.raises(ValueError) as info:
+        cls(**{arg: value})
+    msg = str(info.value)
+    assert msg.startswith(f"{cls.__name__}") and f"`{arg}`" in msg and f"{arg}={value!r}" in msg
+    assert "must be" in msg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case(valid=True))
+def test_every_valid_hyperparameter_is_accepted(case):
+    cls, arg, value = case
+    opt = cls(**{arg: value})
+    if arg != "learning_rate":
+        assert getattr(opt, arg) is value
+    else:
+        assert float(opt.learning_rate) == float(np.float32(value))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case(valid=False), st.data())
+def test_setting_an_invalid_hyperparameter_later_raises_and_keeps_the_old_value(case, data):
+    cls, arg, value = case
+    opt = cls()
+    before = float(opt.learning_rate) if arg == "learning_rate" else getattr(opt, arg)
+    with pytest.raises(ValueError, match=f"`{arg}`"):
+        setattr(opt, arg, value)
+    after = float(opt.learning_rate) if arg == "learning_rate" else getattr(opt, arg)
+    assert after == before or (after is None and before is None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case(valid=True))
+def test_valid_hyperparameters_take_finite_steps(case):
+    # the valid ranges are the ones where a step stays finite, zero gradients included
+    cls, arg, value = case
+    if arg in ("ema_momentum", "ema_overwrite_frequency"):
+        return  # stored only (use_ema is not implemented)
+    kwargs = {arg: value}
+    if arg == "learning_rate" or arg == "weight_decay":
+        kwargs[arg] = value if value is None or float(value) <= 1 else 1.0
+    w = ad.Variable([1.0, -2.0, 0.5])
+    opt = cls(**kwargs)
+    for g in ([0.0, 0.0, 0.0], [0.5, 0.0, -3.0], [0.0, 1e-3, 0.0]):
+        opt.apply_gradients([(ad.constant(g), w)])
+    assert np.all(np.isfinite(w.numpy())), (cls.__name__, kwargs, w.numpy())
+    assert all(np.all(np.isfinite(v.numpy())) for v in opt.variables)
+
+
+@pytest.mark.parametrize("beta_1,beta_2", [(1.0, 0.999), (0.9, 1.0), (1, 1), (1.5, 0.999),
+                                           (-0.1, 0.999), (0.9, _NAN)])
+def test_adam_beta_one_is_refused_not_nan_weights(beta_1, beta_2):
+    for cls in (O.Adam, O.AdamW):
+        with pytest.raises(ValueError, match=r"must be a finite float in \[0, 1\)"):
+            cls(beta_1=beta_1, beta_2=beta_2)
+
+
+@pytest.mark.parametrize("iav,eps", [(0, 0), (0.0, 0.0), (np.float32(0), 0)])
+def test_adagrad_needs_an_accumulator_or_an_epsilon(iav, eps):
+    with pytest.raises(ValueError, match="cannot both be 0"):
+        O.Adagrad(initial_accumulator_value=iav, epsilon=eps)
+    O.Adagrad(initial_accumulator_value=iav, epsilon=1e-7)
+    opt = O.Adagrad(initial_accumulator_value=0.1, epsilon=eps)
+    with pytest.raises(ValueError, match="cannot both be 0"):
+        opt.initial_accumulator_value = 0
+    assert opt.initial_accumulator_value == 0.1
+
+
+def _step_state(w, opt):
+    return [w.numpy().copy()] + [v.numpy().copy() for v in opt.variables]
+
+
+@pytest.mark.parametrize("bad", [_NAN, _INF, -_INF, -0.5])
+@pytest.mark.parametrize("how", ["assign", "callable", "schedule"])
+def test_a_step_with_an_invalid_learning_rate_raises_and_changes_nothing(device, bad, how):
+    w = ad.Variable([1.0, 2.0])
+
+    class Bad(S.LearningRateSchedule):
+        def value(self, step):
+            return np.float32(0.1 if step == 0 else bad)
+
+        def get_config(self):
+            return {}
+
+    lr = {"assign": 0.1, "callable": lambda: bad, "schedule": Bad()}[how]
+    opt = O.Adam(learning_rate=lr)
+    if how == "schedule":
+        opt.apply_gradients([(ad.constant([1.0, 1.0]), w)])  # step 0 is fine
+    else:
+        opt.build([w])
+    if how == "assign":  # past the setter's check: the Variable itself
+        opt.learning_rate.assign(np.float32(bad))
+    before = _step_state(w, opt)
+    with pytest.raises(ValueError, match="learning rate") as info:
+        opt.apply_gradients([(ad.constant([1.0, 1.0]), w)])
+    assert "Nothing was updated" in str(info.value) and "Adam" in str(info.value)
+    after = _step_state(w, opt)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: S.ExponentialDecay(0.1, _NAN, 0.5), lambda: S.ExponentialDecay(0.1, _INF, 0.5),
+    lambda: S.ExponentialDecay(0.1, -3, 0.5), lambda: S.ExponentialDecay(_NAN, 10, 0.5),
+    lambda: S.ExponentialDecay(-0.1, 10, 0.5), lambda: S.ExponentialDecay(0.1, 10, -0.5),
+    lambda: S.ExponentialDecay(0.1, 10, _INF), lambda: S.ExponentialDecay(0.1, 10, 0.5, staircase="y"),
+    lambda: S.ExponentialDecay("0.1", 10, 0.5),
+    lambda: S.CosineDecay(0.1, 0), lambda: S.CosineDecay(_INF, 10),
+    lambda: S.CosineDecay(0.1, 10, alpha=-0.1),
+    lambda: S.CosineDecay(0.1, 10, alpha=1.5), lambda: S.CosineDecay(0.1, 10, alpha=_NAN),
+    lambda: S.CosineDecay(0.1, 10, warmup_target=_NAN, warmup_steps=5),
+    lambda: S.CosineDecay(0.1, 10, warmup_target=-1.0, warmup_steps=5),
+    lambda: S.CosineDecay(0.1, 10, warmup_target=1.0, warmup_steps=-5),
+    lambda: S.CosineDecay(0.1, 10, warmup_target=1.0, warmup_steps=_INF),
+])
+def test_schedule_arguments_are_validated(make):
+    with pytest.raises(ValueError, match=r"(ExponentialDecay|CosineDecay): argument `\w+` must be"):
+        make()
+
+
+def test_valid_schedules_still_build():
+    S.ExponentialDecay(0.0, 1, 0.0)(3)
+    S.CosineDecay(1.0, 10, alpha=1.0, warmup_target=2.0, warmup_steps=0)(3)
+    S.CosineDecay(np.float32(0.5), np.int64(4), alpha=np.float64(0.25))(2)
