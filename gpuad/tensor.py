@@ -78,6 +78,7 @@ class Tensor:
         return a[()] if a.ndim == 0 else a
 
     def __array__(self, dtype=None, copy=None):
+        _reads.array = True  # tells _host_array that a list held tensors
         a = self._device.to_host(self._data)
         return a if dtype is None else a.astype(dtype, copy=False)
 
@@ -249,6 +250,8 @@ class Reference:
 
 # -- conversion ------------------------------------------------------------------
 
+# Set by Tensor.__array__: a list given to _host_array held tensors (per thread).
+_reads = threading.local()
 _I32_MIN, _I32_MAX = _dtypes.INT_BOUNDS[np.dtype(np.int32)]
 _I64_MIN, _I64_MAX = _dtypes.INT_BOUNDS[np.dtype(np.int64)]
 _NUMBERS = frozenset((int, float, bool))
@@ -272,6 +275,12 @@ def _leaves(value, types: set, tensors: dict) -> None:
                     tensors.setdefault(v.dtype, v)
 
 
+def _shown(value) -> str:
+    """``repr(value)``, cut short: a message shows a huge number's ends only."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:36]}...{text[-36:]} ({len(text)} characters)"
+
+
 def _out_of_range(value, target: np.dtype, op: str, adopted: bool) -> TypeError:
     """``value`` (a number) does not fit the integer dtype ``target``."""
     lo, hi = _dtypes.INT_BOUNDS[target]
@@ -284,14 +293,18 @@ def _out_of_range(value, target: np.dtype, op: str, adopted: bool) -> TypeError:
         where = ""
         fix = ("use dtype=gpuad.int64 (or a float dtype)" if name == "int32" else
                "use a float dtype (dtype=gpuad.float64), which rounds it")
-    return TypeError(f"{op}: Cannot convert {value!r} to a tensor of dtype {name}{where}: it is "
-                     f"outside {name}'s range [{lo}, {hi}] and would wrap around; {fix}.")
+    if isinstance(value, float) and not math.isfinite(value):
+        why = "it is not finite, and an integer dtype has no inf or NaN"
+    else:
+        why = f"it is outside {name}'s range [{lo}, {hi}] and would wrap around"
+    return TypeError(f"{op}: Cannot convert {_shown(value)} to a tensor of dtype {name}{where}: "
+                     f"{why}; {fix}.")
 
 
 def _too_wide(value, op: str) -> InvalidArgumentError:
     """A Python int beyond int64, the widest integer gpuad holds."""
     return InvalidArgumentError(
-        f"Cannot convert {value!r} to a tensor: it is outside the range of int64 [{_I64_MIN}, "
+        f"Cannot convert {_shown(value)} to a tensor: it is outside the range of int64 [{_I64_MIN}, "
         f"{_I64_MAX}], the widest integer dtype gpuad holds. Pass a float instead "
         f"(float(value), or dtype=gpuad.float64, which rounds it).", op)
 
@@ -354,8 +367,20 @@ def _host_array(value, dtype: _dtypes.DType | None, op: str = "constant",
         raise ValueError("Attempt to convert a value (None) with an unsupported type "
                          "(<class 'NoneType'>) to a Tensor.")
     from_numpy = isinstance(value, (np.ndarray, np.generic))
+    seq = cls is list or cls is tuple
+    if seq:
+        _reads.array = False
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{op}: Cannot convert {value!r} to a tensor: {e}") from None
+    kind = arr.dtype.kind
     types = None
-    if cls is list or cls is tuple:
+    # Walk the list (a second pass in Python) only when NumPy's result may hide
+    # something: tensors in it (their __array__ ran), or Python ints beyond
+    # int64 (NumPy made them uint64, objects, or float64 of magnitude >= 2**63).
+    if seq and (kind in "uO" or _reads.array
+                or kind == "f" and arr.size and not np.abs(arr).max() < 2.0 ** 63):
         types, tensors = set(), {}
         _leaves(value, types, tensors)
         if tensors:  # no implicit promotion: the tensors' one dtype is the result's
@@ -371,11 +396,6 @@ def _host_array(value, dtype: _dtypes.DType | None, op: str = "constant",
                 raise ValueError(f"{op}: conversion requested dtype {dtype.name} for a list "
                                  f"holding a tensor of dtype {tdtype.name}: {example!r}. Cast "
                                  f"it first with gpuad.cast(t, gpuad.{dtype.name}).")
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{op}: Cannot convert {value!r} to a tensor: {e}") from None
-    kind = arr.dtype.kind
     if types is not None and kind in "uOf" and int in types and float not in types:
         # Python ints beyond int64 (NumPy made them uint64, float64 or objects)
         bounds = (_I64_MIN, _I64_MAX) if dtype is None else _dtypes.INT_BOUNDS.get(dtype.numpy)
@@ -387,7 +407,7 @@ def _host_array(value, dtype: _dtypes.DType | None, op: str = "constant",
         try:  # numbers beyond int64 next to floats (or for a float dtype): floats
             arr = np.asarray(value, dtype=np.float64)
         except OverflowError:
-            raise InvalidArgumentError(f"Cannot convert {value!r} to a tensor: it holds a number "
+            raise InvalidArgumentError(f"Cannot convert {_shown(value)} to a tensor: it holds a number "
                                        f"too large even for float64.", op) from None
         kind = "f"
     if kind not in "biuf":

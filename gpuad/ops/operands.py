@@ -37,7 +37,7 @@ def to_tensor(x) -> Tensor:
 _scalars: dict = {}
 
 
-def adopt(value, like: Tensor, op: str = "a binary op") -> Tensor:
+def adopt(value, like, op: str = "a binary op") -> Tensor:
     """A non-tensor operand converted to ``like``'s dtype and device: Python
     numbers and lists follow the Python-scalar rule, NumPy data is cast
     silently, as in TensorFlow, but a value that does not fit an integer
@@ -74,14 +74,12 @@ def coerce2(x, y, op: str = "a binary op"):
     """Two operands of a binary op as Tensors; non-tensors adopt the other's
     dtype. Two Python numbers: the weak-type rule (any float makes both
     float32; ints are int32, or int64 if one does not fit)."""
-    if isinstance(x, Variable):
-        x = x._read()
-    if isinstance(y, Variable):
-        y = y._read()
-    if isinstance(x, Tensor):
-        if not isinstance(y, Tensor):
+    # A Variable is read only once the other operand converted: a conversion
+    # that fails records no read on any tape (a Variable knows its dtype and device).
+    if isinstance(x, (Tensor, Variable)):
+        if not isinstance(y, (Tensor, Variable)):
             y = adopt(y, x, op)
-    elif isinstance(y, Tensor):
+    elif isinstance(y, (Tensor, Variable)):
         x = adopt(x, y, op)
     else:
         cx, cy = type(x), type(y)
@@ -94,4 +92,8 @@ def coerce2(x, y, op: str = "a binary op"):
         else:
             x = _convert(x, None, None, None, op)
         y = adopt(y, x, op)
+    if isinstance(x, Variable):
+        x = x._read()
+    if isinstance(y, Variable):
+        y = y._read()
     return x, y
