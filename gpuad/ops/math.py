@@ -134,7 +134,9 @@ def where(condition, x=None, y=None):
 
 def cast(x, dtype):
     """``x`` converted to ``dtype``; floats to integers truncate toward zero.
-    Casting to an integer type cuts the gradient (it is None).
+    Casting to an integer type cuts the gradient (it is None). The dtypes
+    gpuad names but does not compute with yet (float16, uint8, int8, int16)
+    raise a ``TypeError`` saying what to use instead.
 
     >>> import gpuad as ad
     >>> ad.cast(ad.constant([1.7, -1.7]), ad.int32).numpy()
