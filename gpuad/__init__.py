@@ -10,7 +10,7 @@ on NumPy (CPU) or custom CUDA kernels (GPU).
 """
 from . import devices
 from .devices import device
-from .dtypes import DType, as_dtype, float32, float64, int32, int64
+from .dtypes import DType, as_dtype, float16, float32, float64, int8, int16, int32, int64, uint8
 from .dtypes import bool  # noqa: A004
 from .errors import InvalidArgumentError, OutOfMemoryError
 from .tensor import Tensor, Variable, constant, convert_to_tensor, is_tensor

@@ -138,7 +138,7 @@ def test_python_scalars_adopt_tensor_dtype(device):
     (lambda: ad.constant(3) * 2.5, "2.5"),
     (lambda: ad.constant(2) ** 0.5, "0.5"),
     (lambda: ad.constant(3) * 2.0, "2.0"),       # even an integral float
-    (lambda: ad.multiply(1, 3.0), "3.0"),        # the first Python scalar fixes the dtype
+    (lambda: ad.multiply([1, 2], 3.0), "3.0"),   # a list is not a Python number: it fixes int32
 ])
 def test_python_float_with_int_tensor_raises(device, expr, literal):
     with pytest.raises(TypeError) as e:

@@ -76,18 +76,35 @@ def fill(dims, value, device=None) -> Tensor:
 
 def range(start, limit=None, delta=1, dtype=None, device=None) -> Tensor:  # noqa: A001
     """Evenly spaced values in [start, limit): int32 for ints, float32 for floats.
+    Integer ranges are computed exactly, in integers (int64 values beyond 2**53
+    do not round); every value must fit ``dtype``.
 
     >>> import gpuad as ad
     >>> ad.range(1, 7, 2).numpy()
     array([1, 3, 5], dtype=int32)
+    >>> ad.range(2**53 + 1, 2**53 + 4).numpy()
+    array([9007199254740993, 9007199254740994, 9007199254740995])
     """
     if limit is None:
         start, limit = 0, start
-    if delta == 0:
+    values = [v.numpy().item() if isinstance(v, (Tensor, Variable))
+              else v.item() if isinstance(v, np.generic) else v for v in (start, limit, delta)]
+    if dtype is not None:
+        dt = _dtypes.as_dtype(dtype, "range")
+    else:
+        dt = _dtypes.from_numpy(_host_array(values, None, "range").dtype)
+    if dt.is_integer:
+        start, limit, delta = (_host_array(v, dt, "range").item() for v in values)
+        if delta == 0:
+            raise InvalidArgumentError("range: delta must not be 0.", "range")
+        n = max(0, -((start - limit) // delta))  # ceil((limit - start) / delta), exactly
+        # start + i * delta in int64 is exact for every value between start and the
+        # last one (those fit dt); an intermediate i * delta may wrap and wrap back
+        with np.errstate(over="ignore"):
+            arr = np.int64(start) + np.arange(n, dtype=np.int64) * np.int64(delta)
+        return _from_host(arr.astype(dt.numpy), device)
+    if values[2] == 0:
         raise InvalidArgumentError("range: delta must not be 0.", "range")
-    values = [float(v) if isinstance(v, Tensor) else v for v in (start, limit, delta)]
-    inferred = _host_array(np.array(values, dtype=object).tolist(), None).dtype
-    dt = _dtypes.as_dtype(dtype) if dtype is not None else _dtypes.from_numpy(inferred)
     return _from_host(np.arange(*values, dtype=np.float64).astype(dt.numpy), device)
 
 

@@ -35,8 +35,9 @@ def _unary(prim, what):
 def _binary(prim, what):
     def op(x, y):
         if type(x) is not Tensor or type(y) is not Tensor:
-            x, y = coerce2(x, y)
+            x, y = coerce2(x, y, name)
         return bind(prim, (x, y))
+    name = prim.name
     op.__name__ = op.__qualname__ = prim.name
     op.__doc__ = (f"Element-wise {what}, with NumPy broadcasting; both operands must have "
                   f"the same dtype (Python numbers adopt the tensor's).")
@@ -90,7 +91,7 @@ def divide(x, y):
     array([0.5, 1. ])
     """
     if type(x) is not Tensor or type(y) is not Tensor:
-        x, y = coerce2(x, y)
+        x, y = coerce2(x, y, "divide")
     if x._data.dtype.kind in "iu" and x._data.dtype == y._data.dtype:
         x, y = cast(x, _dtypes.float64), cast(y, _dtypes.float64)
     return bind(T.DIVIDE, (x, y))
@@ -107,7 +108,7 @@ def pow(x, y):  # noqa: A001
     if type(y) in (int, float) and y == 2 and isinstance(x, Tensor):
         return bind(T.SQUARE, (x,))  # same values and gradients as pow(x, 2), half the work
     if type(x) is not Tensor or type(y) is not Tensor:
-        x, y = coerce2(x, y)
+        x, y = coerce2(x, y, "pow")
     return bind(T.POW, (x, y))
 
 
@@ -133,14 +134,16 @@ def where(condition, x=None, y=None):
 
 def cast(x, dtype):
     """``x`` converted to ``dtype``; floats to integers truncate toward zero.
-    Casting to an integer type cuts the gradient (it is None).
+    Casting to an integer type cuts the gradient (it is None). The dtypes
+    gpuad names but does not compute with yet (float16, uint8, int8, int16)
+    raise a ``TypeError`` saying what to use instead.
 
     >>> import gpuad as ad
     >>> ad.cast(ad.constant([1.7, -1.7]), ad.int32).numpy()
     array([ 1, -1], dtype=int32)
     """
     x = to_tensor(x)
-    dtype = _dtypes.as_dtype(dtype)
+    dtype = _dtypes.as_dtype(dtype, "cast")
     if x._data.dtype == dtype.numpy:
         return x
     return bind(T.CAST, (x,), dtype=dtype.numpy)

@@ -21,7 +21,7 @@ def _swap(fn):
 
 def _compare(fn, self, other, mismatch):
     # Only shapes that do not broadcast give a scalar; a dtype mismatch still raises.
-    x, y = coerce2(self, other)
+    x, y = coerce2(self, other, fn.__name__)
     try:
         broadcast_shape(fn.__name__, x.shape, y.shape)
     except InvalidArgumentError:
