@@ -20,6 +20,7 @@ from . import dtypes as _dtypes
 from .devices import philox
 from .ops import table as T
 from .ops.core import bind
+from .ops.shapes import shape_arg
 from .tensor import Tensor
 
 __all__ = ["set_seed", "normal", "uniform"]
@@ -57,7 +58,7 @@ class _Stream:
 
 def _draw(prim, shape, dtype, seed, device) -> Tensor:
     dtype = _dtypes.as_dtype(dtype)
-    shape = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    shape = shape_arg(f"random.{prim.name.removeprefix('random_')}", shape)
     op_seed = 0 if seed is None else int(seed) & 0xFFFFFFFF
     dev = _devices.current() if device is None else _devices.get(device)
     return bind(prim, (), shape=shape, dtype=dtype.numpy, stream=_Stream(op_seed), device=dev)

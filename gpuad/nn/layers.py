@@ -53,6 +53,18 @@ def _unique_name(base: str) -> str:
     return base if i == 0 else f"{base}_{i}"
 
 
+def _size(layer: str, name: str, value) -> int:
+    """A layer's size argument: a positive int (Keras' rule). A float, even an
+    integral one, raises ``TypeError``; zero or a negative size ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer}: {name} must be a positive integer, got {value!r} "
+                        f"({type(value).__name__}).")
+    if value <= 0:
+        raise ValueError(f"Received an invalid value for `{name}` of {layer}, expected a "
+                         f"positive integer. Received: {name}={int(value)}.")
+    return int(value)
+
+
 def _activation(activation):
     if activation is None:
         return None
@@ -148,7 +160,8 @@ class Dense(Module):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  dtype=_dtypes.float32, name=None):
         super().__init__(name=name if name is not None else _unique_name("dense"))
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = _size("Dense", "in_features", in_features)
+        self.out_features = _size("Dense", "out_features", out_features)
         self.activation = _activation(activation)
         self.use_bias = bool(use_bias)
         dtype = _dtypes.as_dtype(dtype)
@@ -237,7 +250,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings, dim, embeddings_initializer="uniform",
                  dtype=_dtypes.float32, name=None):
         super().__init__(name=name if name is not None else _unique_name("embedding"))
-        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
+        self.num_embeddings = _size("Embedding", "num_embeddings", num_embeddings)
+        self.dim = _size("Embedding", "dim", dim)
         self.embeddings = Variable(initializers.get(embeddings_initializer)(
             (self.num_embeddings, self.dim), _dtypes.as_dtype(dtype)),
             name=f"{self.name}/embeddings")
@@ -261,7 +275,14 @@ class LayerNorm(Module):
     def __init__(self, dim, epsilon=1e-5, center=True, scale=True, dtype=_dtypes.float32,
                  name=None):
         super().__init__(name=name if name is not None else _unique_name("layer_norm"))
-        self.shape = (int(dim),) if isinstance(dim, (int, np.integer)) else tuple(int(d) for d in dim)
+        if isinstance(dim, (list, tuple)):
+            if not dim:
+                raise ValueError("LayerNorm: dim must name at least one axis size, got ().")
+            self.shape = tuple(_size("LayerNorm", "dim", d) for d in dim)
+        else:
+            self.shape = (_size("LayerNorm", "dim", dim),)
+        if isinstance(epsilon, (bool, np.bool_, str)) or not epsilon >= 0:
+            raise ValueError(f"LayerNorm: epsilon must be a number >= 0, got {epsilon!r}.")
         self.epsilon = float(epsilon)
         dtype = _dtypes.as_dtype(dtype)
         self.gamma = Variable(initializers.ones(self.shape, dtype), name=f"{self.name}/gamma") \
@@ -295,8 +316,14 @@ class Dropout(Module):
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None):
         super().__init__(name=name if name is not None else _unique_name("dropout"))
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer,
+                                                                     np.floating)):
+            raise TypeError(f"Dropout: rate must be a float in [0, 1), got {rate!r} "
+                            f"({type(rate).__name__}).")
         if not 0 <= rate < 1:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}.")
+            raise ValueError(f"Invalid value received for argument `rate` of Dropout. Expected "
+                             f"a float value in [0, 1) (1 would drop everything). Received: "
+                             f"rate={rate}.")
         self.rate = float(rate)
         self.noise_shape = noise_shape
         self.seed = seed

@@ -20,15 +20,7 @@ from ..tensor import Tensor, Variable
 from . import table as T
 from .core import bind
 from .operands import to_tensor
-from .shapes import normalize_axis
-
-
-def _shape_arg(shape) -> tuple:
-    if isinstance(shape, Tensor):
-        shape = shape.numpy().tolist()
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(d) for d in shape)
+from .shapes import _int_items, all_ints, normalize_axis, shape_arg
 
 
 def reshape(tensor, shape):
@@ -39,11 +31,23 @@ def reshape(tensor, shape):
     (3, 2)
     """
     x = to_tensor(tensor)
-    shape = _shape_arg(shape)
+    if type(shape) is not tuple or not all_ints(shape, -1):  # else the common case
+        shape = tuple(_int_items("reshape", "shape", shape))
+        for i, d in enumerate(shape):
+            if d < -1:
+                raise InvalidArgumentError(f"Size {i} must be non-negative, not {d} (shape "
+                                           f"{list(shape)}); only -1 may stand for an inferred "
+                                           f"dimension.", "reshape")
     size = x._data.size
     if -1 in shape:
+        if shape.count(-1) > 1:
+            first = shape.index(-1)
+            raise InvalidArgumentError(
+                f"Only one input size may be -1, not both {first} and "
+                f"{shape.index(-1, first + 1)} (shape {list(shape)}); give all but one "
+                f"dimension explicitly.", "reshape")
         known = math.prod(d for d in shape if d != -1)
-        if shape.count(-1) > 1 or (known == 0 and size) or (known and size % known):
+        if (known == 0 and size) or (known and size % known):
             raise InvalidArgumentError(f"Input to reshape is a tensor with {size} values, but the "
                                        f"requested shape {list(shape)} cannot hold them.", "reshape")
         shape = tuple((size // known if known else 0) if d == -1 else d for d in shape)
@@ -62,7 +66,9 @@ def transpose(a, perm=None):
     x = to_tensor(a)
     if perm is None:
         perm = tuple(range(x.ndim))[::-1]
-    perm = tuple(int(p) % max(x.ndim, 1) if -x.ndim <= int(p) < x.ndim else int(p) for p in perm)
+    else:
+        perm = tuple(_int_items("transpose", "perm", perm))
+    perm = tuple(p % max(x.ndim, 1) if -x.ndim <= p < x.ndim else p for p in perm)
     if perm == tuple(range(x.ndim)):
         return x
     return bind(T.TRANSPOSE, (x,), perm=perm)
@@ -89,8 +95,8 @@ def squeeze(input, axis=None):  # noqa: A002
     if axis is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
     else:
-        axes = [normalize_axis("squeeze", a, x.ndim)
-                for a in ([axis] if isinstance(axis, (int, np.integer)) else axis)]
+        # a repeated axis squeezes once, as TensorFlow
+        axes = [normalize_axis("squeeze", a, x.ndim) for a in _int_items("squeeze", "axis", axis)]
         for a in axes:
             if x.shape[a] != 1:
                 raise InvalidArgumentError(f"Can not squeeze dim[{a}], expected a dimension of 1, "
@@ -101,7 +107,7 @@ def squeeze(input, axis=None):  # noqa: A002
 def broadcast_to(input, shape):  # noqa: A002
     """``input`` repeated along broadcast axes to ``shape``."""
     x = to_tensor(input)
-    shape = _shape_arg(shape)
+    shape = shape_arg("broadcast_to", shape)
     if shape == x.shape:
         return x
     return bind(T.BROADCAST_TO, (x,), shape=shape)
@@ -116,7 +122,11 @@ def tile(input, multiples):  # noqa: A002
            [1, 2, 1, 2]], dtype=int32)
     """
     x = to_tensor(input)
-    multiples = _shape_arg(multiples)
+    multiples = tuple(_int_items("tile", "multiples", multiples))
+    for m in multiples:
+        if m < 0:
+            raise InvalidArgumentError(f"Expected multiples argument to be non-negative, but got "
+                                       f"{m} (multiples {list(multiples)}).", "tile")
     if len(multiples) != x.ndim:
         raise InvalidArgumentError(f"tile: multiples has length {len(multiples)} but the input "
                                    f"has rank {x.ndim}.", "tile")
@@ -175,15 +185,21 @@ def split(value, num_or_size_splits, axis=0):
     x = to_tensor(value)
     axis = normalize_axis("split", axis, x.ndim)
     n = x.shape[axis]
-    if isinstance(num_or_size_splits, (int, np.integer)):
-        k = int(num_or_size_splits)
+    items = _int_items("split", "num_or_size_splits", num_or_size_splits)
+    scalar = not isinstance(num_or_size_splits, (list, tuple, np.ndarray)) and not (
+        hasattr(num_or_size_splits, "shape") and len(num_or_size_splits.shape) == 1)
+    if scalar:
+        k = items[0]
         if k <= 0 or n % k:
             raise InvalidArgumentError(f"Number of ways to split should evenly divide the split "
                                        f"dimension, but got split_dim {axis} (size = {n}) and "
                                        f"num_split {k}", "split")
         sizes = [n // k] * k
     else:
-        sizes = [int(s) for s in num_or_size_splits]
+        sizes = items
+        if sizes.count(-1) > 1:
+            raise InvalidArgumentError(f"split: only one of the sizes {sizes} may be -1 "
+                                       f"(inferred).", "split")
         if sizes.count(-1) == 1:
             sizes[sizes.index(-1)] = n - (sum(sizes) + 1)
         if sum(sizes) != n or any(s < 0 for s in sizes):
@@ -228,7 +244,9 @@ def scatter_add(updates, indices, shape, axis=0):
     """Zeros of ``shape`` with ``updates`` added at ``indices`` along ``axis``
     (duplicates add up): the gradient of :func:`gather`."""
     upd, idx = to_tensor(updates), to_tensor(indices)
-    return bind(T.SCATTER_ADD, (upd, idx), axis=int(axis), shape=tuple(shape))
+    shape = shape_arg("scatter_add", shape)
+    return bind(T.SCATTER_ADD, (upd, idx), axis=normalize_axis("scatter_add", axis, len(shape)),
+                shape=shape)
 
 
 def identity(input):  # noqa: A002

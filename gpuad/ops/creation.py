@@ -18,31 +18,36 @@ from ..tensor import Abstract, Tensor, Variable, _host_array
 from . import table as T
 from .core import bind
 from .operands import to_tensor
+from .shapes import as_int, shape_arg
 
 
 def _device(device):
     return _devices.current() if device is None else _devices.get(device)
 
 
-def _shape(shape) -> tuple:
-    if isinstance(shape, Tensor):
-        shape = shape.numpy().tolist()
-    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
-
-
-def _filled(shape, value, dtype, device) -> Tensor:
-    return bind(T.FILL, (), shape=_shape(shape), value=value, dtype=_dtypes.as_dtype(dtype).numpy,
-                device=_device(device))
+def _filled(shape, value, dtype, device, op="fill", name="shape") -> Tensor:
+    return bind(T.FILL, (), shape=shape_arg(op, shape, name), value=value,
+                dtype=_dtypes.as_dtype(dtype).numpy, device=_device(device))
 
 
 def zeros(shape, dtype=_dtypes.float32, device=None) -> Tensor:
-    """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
-    return _filled(shape, 0, dtype, device)
+    """A tensor of zeros (float32 unless ``dtype`` says otherwise). ``shape`` is
+    an int or a sequence of non-negative ints; anything else raises (a float
+    dimension is a ``TypeError``, a negative one ``InvalidArgumentError``).
+
+    >>> import gpuad as ad
+    >>> ad.zeros((2.5,))
+    Traceback (most recent call last):
+    ...
+    TypeError: zeros: shape (2.5,) has the entry 2.5 (float); every entry must be an integer (bools, floats and strings are refused, not truncated).
+    """
+    return _filled(shape, 0, dtype, device, "zeros")
 
 
 def ones(shape, dtype=_dtypes.float32, device=None) -> Tensor:
-    """A tensor of ones (float32 unless ``dtype`` says otherwise)."""
-    return _filled(shape, 1, dtype, device)
+    """A tensor of ones (float32 unless ``dtype`` says otherwise); ``shape`` as
+    in :func:`zeros`."""
+    return _filled(shape, 1, dtype, device, "ones")
 
 
 def _like(x):
@@ -54,13 +59,13 @@ def _like(x):
 def zeros_like(input, dtype=None) -> Tensor:  # noqa: A002
     """Zeros with the shape, dtype and device of ``input``."""
     x = _like(input)
-    return _filled(x.shape, 0, dtype or x.dtype, x._device)
+    return _filled(x.shape, 0, dtype or x.dtype, x._device, "zeros_like")
 
 
 def ones_like(input, dtype=None) -> Tensor:  # noqa: A002
     """Ones with the shape, dtype and device of ``input``."""
     x = _like(input)
-    return _filled(x.shape, 1, dtype or x.dtype, x._device)
+    return _filled(x.shape, 1, dtype or x.dtype, x._device, "ones_like")
 
 
 def fill(dims, value, device=None) -> Tensor:
@@ -70,8 +75,9 @@ def fill(dims, value, device=None) -> Tensor:
     >>> ad.fill((2,), 3).numpy()
     array([3, 3], dtype=int32)
     """
+    dims = shape_arg("fill", dims, "dims")
     arr = _host_array(value, None)
-    return _filled(dims, arr.item(), arr.dtype, device)
+    return _filled(dims, arr.item(), arr.dtype, device, "fill", "dims")
 
 
 def range(start, limit=None, delta=1, dtype=None, device=None) -> Tensor:  # noqa: A001
@@ -111,15 +117,27 @@ def range(start, limit=None, delta=1, dtype=None, device=None) -> Tensor:  # noq
 def linspace(start, stop, num, device=None) -> Tensor:
     """``num`` evenly spaced values from ``start`` to ``stop`` inclusive;
     float32 for float endpoints, float64 for int endpoints (as TF)."""
+    num = _count("linspace", "num", num)
     ints = all(isinstance(v, (int, np.integer)) for v in (start, stop))
     floats = [v for v in (start, stop) if isinstance(v, (np.floating, np.ndarray))]
     dtype = np.float64 if ints else (np.result_type(*floats) if floats else np.float32)
-    return _from_host(np.linspace(start, stop, int(num)).astype(dtype), device)
+    return _from_host(np.linspace(start, stop, num).astype(dtype), device)
+
+
+def _count(op, name, value) -> int:
+    """A count or size argument: a non-negative int (floats raise ``TypeError``,
+    negatives ``InvalidArgumentError``; nothing is truncated)."""
+    n = as_int(op, name, value)
+    if n < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative integer, got {n}.", op)
+    return n
 
 
 def eye(num_rows, num_columns=None, dtype=_dtypes.float32, device=None) -> Tensor:
-    """The identity matrix (``num_rows`` x ``num_columns``)."""
-    return _from_host(np.eye(num_rows, num_columns, dtype=_dtypes.as_dtype(dtype).numpy), device)
+    """The identity matrix (``num_rows`` x ``num_columns``); both non-negative ints."""
+    rows = _count("eye", "num_rows", num_rows)
+    cols = rows if num_columns is None else _count("eye", "num_columns", num_columns)
+    return _from_host(np.eye(rows, cols, dtype=_dtypes.as_dtype(dtype).numpy), device)
 
 
 def _from_host(arr, device) -> Tensor:
@@ -135,15 +153,19 @@ def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=_dtype
     array([[1., 0., 0.],
            [0., 0., 1.]], dtype=float32)
     """
+    depth = as_int("one_hot", "depth", depth)
+    axis = -1 if axis is None else as_int("one_hot", "axis", axis)
     idx = to_tensor(indices)
+    if not -1 <= axis <= idx.ndim:
+        raise InvalidArgumentError(f"Expected axis to be -1 or between [0, {idx.ndim}]. But "
+                                   f"received: {axis} (indices of rank {idx.ndim}).", "one_hot")
     dtype = _dtypes.as_dtype(dtype)
     on = 1 if on_value is None else on_value
     off = 0 if off_value is None else off_value
-    out = bind(T.ONE_HOT, (idx,), depth=int(depth), on_value=on, off_value=off, dtype=dtype.numpy)
+    out = bind(T.ONE_HOT, (idx,), depth=depth, on_value=on, off_value=off, dtype=dtype.numpy)
     if axis in (-1, idx.ndim):
         return out
     from .array import transpose
-    axis = int(axis)
     perm = list(builtins.range(idx.ndim))
     perm.insert(axis, idx.ndim)
     return transpose(out, perm)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..dtypes import from_numpy
 from ..errors import InvalidArgumentError
-from .shapes import broadcast_shape, fmt
+from .shapes import broadcast_shape, check_dims
 
 _BOOL = np.dtype(np.bool_)
 _INT64 = np.dtype(np.int64)
@@ -206,7 +206,8 @@ def matmul(a, b, transpose_a, transpose_b):
 
 def reshape(x, shape):
     size = x._data.size
-    if math.prod(shape) != size or any(d < 0 for d in shape):
+    check_dims("reshape", shape)
+    if math.prod(shape) != size:
         raise InvalidArgumentError(f"Input to reshape is a tensor with {size} values, but the "
                                    f"requested shape {list(shape)} has {math.prod(shape)}.",
                                    "reshape")
@@ -223,6 +224,7 @@ def transpose(x, perm):
 
 
 def broadcast_to(x, shape):
+    check_dims("broadcast_to", shape)
     if broadcast_shape("broadcast_to", x._data.shape, shape) != tuple(shape):
         raise InvalidArgumentError(f"Unable to broadcast tensor of shape {x._data.shape} to "
                                    f"shape {tuple(shape)}.", "broadcast_to")
@@ -306,6 +308,10 @@ def scatter_add(updates, indices, axis, shape):
     _int_indices("scatter_add", indices)
     same_device("scatter_add", (updates, indices))
     shape = tuple(shape)
+    check_dims("scatter_add", shape)
+    if not 0 <= axis < len(shape):
+        raise InvalidArgumentError(f"scatter_add: axis {axis} is out of range for shape "
+                                   f"{shape}.", "scatter_add")
     expected = shape[:axis] + indices._data.shape + shape[axis + 1:]
     if updates._data.shape != expected:
         raise InvalidArgumentError(f"scatter_add: updates of shape {updates._data.shape} do not "
@@ -316,8 +322,12 @@ def scatter_add(updates, indices, axis, shape):
 
 def one_hot(indices, depth, on_value, off_value, dtype):
     _int_indices("one_hot", indices)
+    if type(depth) is not int and not isinstance(depth, np.integer) or isinstance(depth, bool):
+        raise TypeError(f"one_hot: depth must be an integer, got {depth!r} "
+                        f"({type(depth).__name__}).")
     if depth < 0:
-        raise InvalidArgumentError(f"one_hot: depth must be non-negative, got {depth}.", "one_hot")
+        raise InvalidArgumentError(f"depth must be non-negative, got: {depth}; one_hot needs "
+                                   f"the number of classes (>= 0).", "one_hot")
     return indices._data.shape + (depth,), np.dtype(dtype)
 
 
@@ -354,13 +364,8 @@ def softmax_cross_entropy(labels, logits, axis):
 
 # -- creation, copies, state ---------------------------------------------------------------------
 
-def _check_shape(op, shape):
-    if any(d < 0 for d in shape):
-        raise InvalidArgumentError(f"Shape {list(shape)} has a negative dimension.", op)
-
-
 def fill(shape, value, dtype, device):
-    _check_shape("fill", shape)
+    check_dims("fill", shape)
     return tuple(shape), np.dtype(dtype)
 
 
@@ -370,7 +375,7 @@ def constant(value, device):
 
 def random(op=None):
     def rule(shape, dtype, stream, device):
-        _check_shape(rule.op, shape)
+        check_dims(rule.op, shape)
         if np.dtype(dtype).kind != "f":
             raise InvalidArgumentError(f"random.{rule.op.removeprefix('random_')} makes float "
                                        f"tensors; got dtype {np.dtype(dtype).name}.", rule.op)

@@ -19,7 +19,7 @@ from . import table as T
 from .core import bind
 from .infer import dtype_error
 from .operands import coerce2, to_tensor
-from .shapes import broadcast_shape, normalize_axes
+from .shapes import _int_items, as_int, broadcast_shape, normalize_axes, normalize_axis
 
 
 def _unary(prim, what):
@@ -239,7 +239,7 @@ def _arg(prim, x, axis, output_type):
     x = to_tensor(x)
     if x.ndim == 0:
         raise InvalidArgumentError(f"{prim.name} needs a tensor of rank >= 1, got a scalar.", prim.name)
-    (a,) = normalize_axes(prim.name, 0 if axis is None else axis, x.ndim)
+    a = normalize_axis(prim.name, 0 if axis is None else axis, x.ndim)  # one axis, as TF
     return cast(bind(prim, (x,), axis=a), output_type)
 
 
@@ -315,17 +315,29 @@ def tensordot(a, b, axes):
     """
     from .array import reshape, transpose
     a, b = coerce2(a, b)
-    if isinstance(axes, (int, np.integer)):
-        n = int(axes)
+    if not isinstance(axes, (list, tuple)) and not (hasattr(axes, "shape") and len(axes.shape)):
+        n = as_int("tensordot", "axes", axes)
         if n < 0 or n > min(a.ndim, b.ndim):
             raise InvalidArgumentError(f"tensordot: axes={n} is out of range for shapes "
                                        f"{a.shape} and {b.shape}.", "tensordot")
         ax_a, ax_b = list(range(a.ndim - n, a.ndim)), list(range(n))
     else:
-        ax_a, ax_b = ([axes[0]] if isinstance(axes[0], int) else list(axes[0]),
-                      [axes[1]] if isinstance(axes[1], int) else list(axes[1]))
-        ax_a = [normalize_axes("tensordot", x, a.ndim)[0] for x in ax_a]
-        ax_b = [normalize_axes("tensordot", x, b.ndim)[0] for x in ax_b]
+        if len(axes) != 2:
+            raise InvalidArgumentError(f"tensordot: axes must be an int or a pair of axis lists "
+                                       f"[axes_a, axes_b], got {axes!r}.", "tensordot")
+        ax_a = [normalize_axis("tensordot", i, a.ndim)
+                for i in _int_items("tensordot", "axis", axes[0])]
+        ax_b = [normalize_axis("tensordot", i, b.ndim)
+                for i in _int_items("tensordot", "axis", axes[1])]
+        for ax, t in ((ax_a, a), (ax_b, b)):
+            if len(set(ax)) != len(ax):
+                raise InvalidArgumentError(f"tensordot: axes {axes!r} name an axis of the tensor "
+                                           f"of shape {t.shape} twice; give each axis once.",
+                                           "tensordot")
+        if len(ax_a) != len(ax_b):
+            raise InvalidArgumentError(f"tensordot: axes {axes!r} contract {len(ax_a)} axes of "
+                                       f"a but {len(ax_b)} of b; give as many of each.",
+                                       "tensordot")
     if [a.shape[i] for i in ax_a] != [b.shape[i] for i in ax_b]:
         raise InvalidArgumentError(f"tensordot: contracted dimensions differ: {a.shape} on "
                                    f"axes {ax_a} vs {b.shape} on axes {ax_b}.", "tensordot")
