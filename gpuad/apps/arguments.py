@@ -101,11 +101,13 @@ def device_name(value) -> str:
 
 
 def name_list(known, what: str):
-    """A type function for a comma-separated, non-empty list of names from ``known``,
-    each at most once; returns the list."""
-    known = list(known)
+    """A type function for a comma-separated, non-empty list of names from ``known``
+    (a collection read at each call, so a registry may grow), each at most once;
+    returns the list."""
+    registry = known
 
     def names(value) -> list:
+        known = list(registry)
         items = value if isinstance(value, (list, tuple)) else str(value).split(",")
         items = [str(n).strip() for n in items]
         if not items or any(not n for n in items):
