@@ -7,6 +7,9 @@
     python -m gpuad bench    gpuad's workloads beside PyTorch, JAX, TensorFlow and autograd
     python -m gpuad kernels  compile (or --check) every CUDA kernel family with NVRTC, no GPU needed
 
+Every flag is checked before anything runs: a value that is not allowed gets a
+usage message on stderr naming the flag and exit status 2, and nothing is written.
+
 This module only wires up the subcommands: the applications (``train`` and its
 tasks, ``demo``) live in :mod:`gpuad.apps`, the benchmarks in :mod:`gpuad.bench`.
 """
@@ -31,10 +34,10 @@ def main(argv=None) -> int:
     from .apps import demo, train
     train_parser = sub.add_parser("train", help=train.HELP, description=train.DESCRIPTION)
     train.add_arguments(train_parser)
-    train_parser.set_defaults(run=train.run)
+    train_parser.set_defaults(run=train.run, check=train.check_arguments)
     demo_parser = sub.add_parser("demo", help=demo.HELP, description=demo.DESCRIPTION)
     demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(run=demo.run)
+    demo_parser.set_defaults(run=demo.run, check=demo.check_arguments)
     info = sub.add_parser("info", help="the devices gpuad can use, the CPU and the GPUs (nvidia-ml-py)",
                           description="Report the CPU, the versions, the usable gpuad devices and, "
                                       "through nvidia-ml-py, each NVIDIA GPU: memory, utilisation, "
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
                     "NumPy reference before it is timed; writes <out>/<device>-<date>.json, "
                     ".md, .png and .log.")
     bench.add_arguments(bench_parser)
-    bench_parser.set_defaults(run=bench.run)
+    bench_parser.set_defaults(run=bench.run, check=bench.check_arguments)
     from .devices import kernels_command
     kernels = sub.add_parser(
         "kernels", help="compile every CUDA kernel family with NVRTC for chosen GPU architectures "
@@ -61,6 +64,13 @@ def main(argv=None) -> int:
     kernels_command.add_arguments(kernels)
     kernels.set_defaults(run=kernels_command.run)
     args = parser.parse_args(argv)
+    # Checks across flags and against the machine (a flag the task does not use, an
+    # --out that cannot be written) before anything runs, reported as argparse does.
+    from .apps.arguments import UsageError
+    try:
+        getattr(args, "check", lambda args: None)(args)
+    except UsageError as e:
+        sub.choices[args.command].error(str(e))
     return args.run(args)
 
 

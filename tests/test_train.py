@@ -54,7 +54,8 @@ def test_short_run(dev, tmp_path):
     assert f"on device {dev}" in r.stdout.splitlines()[0]
     assert "final test accuracy" in r.stdout
 
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = _strict_json((out / "metrics.json").read_text())
+    assert metrics["diverged"] is False
     assert metrics["device"] == dev and metrics["train_samples"] == 300
     assert len(metrics["history"]) == 1
     assert metrics["final_loss"] < metrics["initial_loss"]
@@ -87,3 +88,63 @@ def test_full_run_reaches_095_on_cpu(tmp_path):
     assert metrics["test_accuracy"] >= 0.95, metrics
     assert wall < 60, f"the default run took {wall:.1f} s"
     assert (tmp_path / "curves.png").exists() and (tmp_path / "checkpoint.safetensors").exists()
+
+
+def _strict_json(text):
+    """JSON as the standard defines it: ``NaN`` and ``Infinity`` are not numbers there."""
+    def refuse(constant):
+        raise AssertionError(f"not valid JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_lr_nan_is_a_usage_error_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    for value in ("nan", "inf"):
+        r = _train("--lr", value, "--samples", "64", "--epochs", "1", "--device", "cpu",
+                   "--out", str(out), timeout=60)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.startswith("usage:") and "argument --lr" in r.stderr and value in r.stderr
+        assert r.stdout == "" and not out.exists()
+
+
+def _readonly_dir(tmp_path):
+    """A directory this process cannot write in, even as root (then /sys, a read-only
+    file system in containers and for non-root users alike)."""
+    import tempfile
+    if os.geteuid() == 0:
+        try:
+            tempfile.TemporaryFile(dir="/sys").close()
+        except OSError:
+            return "/sys"
+        pytest.skip("running as root and /sys is writable: no read-only directory to test with")
+    d = tmp_path / "readonly"
+    d.mkdir()
+    d.chmod(0o555)
+    return str(d)
+
+
+@pytest.mark.parametrize("kind", ["existing file", "below a file", "read-only", "below read-only"])
+def test_an_out_that_cannot_be_written_is_refused_before_training(kind, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    out = {"existing file": str(a_file), "below a file": str(a_file / "out"),
+           "read-only": _readonly_dir(tmp_path),
+           "below read-only": os.path.join(_readonly_dir(tmp_path), "out")}[kind]
+    r = _train("--samples", "64", "--epochs", "1", "--device", "cpu", "--out", out, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("usage:") and "argument --out" in r.stderr and out in r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout == "", "training started"
+    assert a_file.read_text() == "keep me" and sorted(os.listdir(tmp_path)) in (
+        ["a-file"], ["a-file", "readonly"])
+
+
+def test_a_diverging_run_says_so_exits_1_and_writes_strict_json(tmp_path):
+    r = _train("--lr", "1e30", "--samples", "64", "--batch-size", "64", "--epochs", "3",
+               "--device", "cpu", "--out", str(tmp_path), timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "training diverged" in r.stderr and "--lr" in r.stderr
+    metrics = _strict_json((tmp_path / "metrics.json").read_text())
+    assert metrics["diverged"] is True and metrics["diverged_at_epoch"] < 3
+    assert None in [metrics["final_loss"], metrics["test_loss"]]
+    assert not (tmp_path / "checkpoint.safetensors").exists(), "a NaN checkpoint was written"

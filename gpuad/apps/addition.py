@@ -41,12 +41,19 @@ import gpuad as ad
 from gpuad import nn
 from gpuad.nn.initializers import RandomNormal
 
+from .arguments import (UsageError, bounded_int, check_values, device_name,
+                        finite_positive_float, positive_int, refuse, seed_int)
 from .common import pick_device
 
 __all__ = ["VOCAB", "PLUS", "EQUALS", "END", "PAD", "encode", "decode", "sequence_length",
            "make_batch", "AdditionTransformer", "CausalSelfAttention", "Block",
            "loss_mask", "masked_loss", "greedy_decode", "exact_match_accuracy", "train_addition",
-           "train_from_args", "run"]
+           "train_from_args", "FLAGS", "check_arguments", "run"]
+
+#: the ``train`` flags this task uses, and what each allows (``--digits`` stops at
+#: 18: operands are drawn as int64)
+FLAGS = {"device": device_name, "steps": positive_int, "batch_size": positive_int,
+         "lr": finite_positive_float, "seed": seed_int, "digits": bounded_int(1, 18)}
 
 # -- the vocabulary -----------------------------------------------------------------
 VOCAB = "0123456789+=$_"   #: token id i is the character VOCAB[i]
@@ -307,18 +314,30 @@ def train_from_args(args) -> dict:
     return train_addition(**kwargs)
 
 
+def check_arguments(args) -> None:
+    """Raise :class:`~gpuad.apps.arguments.UsageError` for a value :data:`FLAGS`
+    does not allow."""
+    check_values(args, FLAGS)
+
+
 def run(args) -> int:
     """``python -m gpuad train --task addition``: train, then report the final
-    loss and the exact-match accuracy on held-out problems. Exit status: 0, or
-    2 for a value out of range."""
-    bad = [f"--{name.replace('_', '-')}" for name in ("steps", "batch_size", "lr", "digits")
-           if getattr(args, name, None) is not None and getattr(args, name) <= 0]
-    if bad:
-        print(f"error: {', '.join(bad)} must be positive", file=sys.stderr)
-        return 2
+    loss and the exact-match accuracy on held-out problems. Exit status: 0; 1 when
+    the loss stopped being finite; 2, before anything runs, for a value
+    :data:`FLAGS` does not allow."""
+    try:
+        check_arguments(args)
+    except UsageError as e:
+        return refuse(e, "python -m gpuad train")
     result = train_from_args(args)
     losses = result["losses"]
     tail = losses[-20:]
+    bad = next((i for i, x in enumerate(losses, 1) if not math.isfinite(x)), None)
+    if bad is not None or not math.isfinite(result["eval_loss"]):
+        where = f"at step {bad}/{result['steps']}" if bad is not None else "on the held-out problems"
+        print(f"error: training diverged: the loss is not finite {where} "
+              f"(try a smaller --lr)", file=sys.stderr)
+        return 1
     print(f"loss {losses[0]:.4f} -> {sum(tail) / len(tail):.4f} (mean of the last {len(tail)} "
           f"steps); exact-match accuracy {result['accuracy']:.3f} on held-out problems "
           f"({result['steps']} steps, {result['seconds']:.1f} s on {result['device']})")

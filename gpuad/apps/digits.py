@@ -11,10 +11,17 @@ It writes to ``--out``:
 * ``checkpoint.safetensors``: ``gpuad.save(path, {"model": model, "optimizer": opt})``;
   restore with :func:`build_model` / :func:`build_optimizer` and
   ``gpuad.load(path, into={"model": ..., "optimizer": ...})``.
+
+Every flag is checked before anything is trained or written (``--out`` must be
+a directory it can write in, or be creatable as one). If the training loss
+stops being finite (too large a ``--lr``), training stops at the end of that
+epoch, ``metrics.json`` says ``"diverged"`` (non-finite numbers as ``null``: it
+is always strict JSON), no checkpoint is written and the exit status is 1.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -24,11 +31,22 @@ import numpy as np
 import gpuad as ad
 from gpuad.data import load_digits
 
+from .arguments import (UsageError, bounded_int, check_output_dir, check_values, device_name,
+                        finite_positive_float, positive_int, refuse, seed_int)
 from .common import pick_device
 
 #: Defaults of the digits task (the CLI's defaults when a flag is not given).
 DIGITS_DEFAULTS = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "seed": 0}
 DIGITS_TEST_SIZE = 360  # 1797 = 1437 train + 360 test
+DIGITS_TRAIN_SIZE = 1437
+
+#: the ``train`` flags this task uses, and what each allows
+FLAGS = {"device": device_name, "epochs": positive_int, "batch_size": positive_int,
+         "lr": finite_positive_float, "seed": seed_int, "out": str,
+         "samples": bounded_int(1, DIGITS_TRAIN_SIZE)}
+
+#: what a run writes in ``--out``
+OUTPUTS = ("metrics.json", "curves.png", "checkpoint.safetensors")
 
 
 def digits_split(seed: int = 0, test_size: int = DIGITS_TEST_SIZE):
@@ -96,23 +114,38 @@ def _plot(history, path):
     plt.close(fig)
 
 
+def check_arguments(args) -> None:
+    """Raise :class:`~gpuad.apps.arguments.UsageError` for a value :data:`FLAGS`
+    does not allow or an ``--out`` that cannot be written; creates nothing."""
+    check_values(args, FLAGS)
+    check_output_dir(getattr(args, "out", None) or "out", "out", OUTPUTS)
+
+
+def _finite(x):
+    """``x``, or ``None`` where it is NaN or infinite (JSON has no such numbers)."""
+    return x if x is None or math.isfinite(x) else None
+
+
 def run(args) -> int:
     """Train the digits MLP from the parsed ``train`` arguments (``device``, ``epochs``,
     ``batch_size``, ``lr``, ``out``, ``samples``, ``seed``; ``None``: the default in
     :data:`DIGITS_DEFAULTS`); see the module docstring for what it writes. Exit status:
-    0, or 2 for a value out of range."""
+    0; 1 when the loss stopped being finite; 2, before anything runs, for a value
+    :data:`FLAGS` does not allow or an ``--out`` that cannot be written."""
     from tqdm import tqdm
+
+    try:
+        check_arguments(args)
+    except UsageError as e:
+        return refuse(e, "python -m gpuad train")
 
     def opt_arg(name):
         value = getattr(args, name, None)
-        return DIGITS_DEFAULTS[name] if value is None else value
+        return DIGITS_DEFAULTS[name] if value is None else FLAGS[name](value)
 
     epochs, batch_size, lr, seed = (opt_arg(k) for k in ("epochs", "batch_size", "lr", "seed"))
     samples = getattr(args, "samples", None)
     out = getattr(args, "out", None) or "out"
-    if epochs < 1 or batch_size < 1 or lr <= 0 or (samples is not None and samples < 1):
-        print("error: --epochs, --batch-size, --lr and --samples must be positive", file=sys.stderr)
-        return 2
 
     dev = pick_device(getattr(args, "device", None))
     x_train, y_train, x_test, y_test = digits_split(seed)
@@ -124,11 +157,16 @@ def run(args) -> int:
           f"{'' if getattr(args, 'device', None) else ' (the first usable GPU, else the CPU; --device overrides)'}")
     print(f"task digits: MLP 64-128-64-10 (relu), Adam lr={lr:g}, {n} training / {len(x_test)} test "
           f"images, batch {batch_size}, {epochs} epoch(s) of {steps} step(s)")
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:  # checked above; a race or a file system that changed since
+        return refuse(UsageError(f"argument --out: {out!r} cannot be created ({e.strerror or e})"),
+                      "python -m gpuad train")
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     history = []
+    diverged = None  # (epoch, what) once a loss is not finite
     with ad.device(dev):
         model = build_model(seed)
         opt = build_optimizer(model, lr)
@@ -161,24 +199,40 @@ def run(args) -> int:
                             "test_loss": test_loss, "test_accuracy": test_acc})
             print(f"epoch {epoch}/{epochs}: loss {loss_sum / seen:.4f}  train accuracy "
                   f"{correct / seen:.4f}  test accuracy {test_acc:.4f}")
+            if not (math.isfinite(loss_sum / seen) and math.isfinite(test_loss)):
+                diverged = (epoch, f"the training loss is {loss_sum / seen} and the test loss "
+                                   f"{test_loss} in epoch {epoch}/{epochs}, so training stopped there")
+                break
         final_loss, final_train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
         seconds = time.perf_counter() - start
+        if diverged is None and not (math.isfinite(final_loss) and math.isfinite(test_loss)):
+            diverged = (epochs, f"after the last step the training loss is {final_loss} and the "
+                                f"test loss {test_loss}")
 
         ckpt = os.path.join(out, "checkpoint.safetensors")
-        ad.save(ckpt, {"model": model, "optimizer": opt})
+        if diverged is None:
+            ad.save(ckpt, {"model": model, "optimizer": opt})
     plot = os.path.join(out, "curves.png")
     _plot(history, plot)
     metrics = {
         "task": "digits", "device": dev, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "seed": seed, "train_samples": n, "test_samples": len(x_test),
-        "initial_loss": initial_loss, "final_loss": final_loss,
-        "final_train_accuracy": final_train_acc, "test_loss": test_loss, "test_accuracy": test_acc,
-        "seconds": seconds, "history": history,
+        "initial_loss": _finite(initial_loss), "final_loss": _finite(final_loss),
+        "final_train_accuracy": final_train_acc, "test_loss": _finite(test_loss),
+        "test_accuracy": test_acc, "seconds": seconds, "diverged": diverged is not None,
+        "history": [{k: _finite(v) for k, v in h.items()} for h in history],
     }
+    if diverged is not None:
+        metrics["diverged_at_epoch"] = diverged[0]
     with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+        json.dump(metrics, f, indent=2, allow_nan=False)
         f.write("\n")
+    if diverged is not None:
+        print(f"error: training diverged: {diverged[1]}; no checkpoint was written "
+              f"(try a smaller --lr than {lr:g}); wrote {plot} and "
+              f"{os.path.join(out, 'metrics.json')}", file=sys.stderr)
+        return 1
     print(f"training loss {initial_loss:.4f} -> {final_loss:.4f}; "
           f"final test accuracy {test_acc:.4f} ({seconds:.1f} s on {dev})")
     print(f"wrote {plot}, {ckpt} and {os.path.join(out, 'metrics.json')}")

@@ -22,8 +22,17 @@ import sys
 import time
 from pathlib import Path
 
+from ..apps.arguments import (UsageError, check_output_dir, check_values, finite_positive_float,
+                              name_list, nonnegative_int, positive_int, refuse)
 from . import libraries
 from .workloads import NAMES
+
+
+#: the rules of the flags (``type=`` and :func:`check_arguments`)
+FLAGS = {"libs": name_list(libraries.ADAPTERS, "libraries"),
+         "workloads": name_list(NAMES, "workloads"),
+         "repeats": positive_int, "warmup": nonnegative_int,
+         "target_seconds": finite_positive_float}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,21 +40,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where every library runs (default: cuda when gpuad can use a GPU, "
                              "else cpu; emulated runs gpuad's CUDA kernels on the host, gpuad only, "
                              "its figures mean nothing)")
-    parser.add_argument("--libs", default=",".join(libraries.ADAPTERS),
-                        help="comma-separated libraries (default: all; a missing one is reported "
-                             f"as not installed): {', '.join(libraries.ADAPTERS)}")
-    parser.add_argument("--workloads", default=",".join(NAMES),
+    parser.add_argument("--libs", type=FLAGS["libs"], default=",".join(libraries.ADAPTERS),
+                        help="comma-separated libraries, gpuad among them (default: all; a missing "
+                             f"one is reported as not installed): {', '.join(libraries.ADAPTERS)}")
+    parser.add_argument("--workloads", type=FLAGS["workloads"], default=",".join(NAMES),
                         help=f"comma-separated workloads (default: all): {', '.join(NAMES)}")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, 3 short repeats: a smoke run (minutes), "
                              "not figures to quote")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; --quick 3)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default 2; --quick 1)")
-    parser.add_argument("--target-seconds", type=float, default=None,
-                        help="about how long one repeat runs (default 0.25; --quick 0.02)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timed repeats, >= 1 (default 7; --quick 3)")
+    parser.add_argument("--warmup", type=nonnegative_int, default=None,
+                        help="untimed steps first, >= 0 (default 2; --quick 1)")
+    parser.add_argument("--target-seconds", type=finite_positive_float, default=None,
+                        help="about how long one repeat runs, finite and > 0 "
+                             "(default 0.25; --quick 0.02)")
     parser.add_argument("--out", default="bench-results",
-                        help="folder for the .json, .md, .png and .log (default: bench-results/)")
+                        help="folder for the .json, .md, .png and .log, created if missing; "
+                             "checked to be writable before anything runs (default: bench-results/)")
+
+
+def check_arguments(args) -> None:
+    """Raise :class:`~gpuad.apps.arguments.UsageError` for a value :data:`FLAGS`
+    does not allow, ``--libs`` without gpuad, or an ``--out`` that cannot be written;
+    creates nothing."""
+    check_values(args, FLAGS)
+    if "gpuad" not in FLAGS["libs"](args.libs):
+        raise UsageError(f"argument --libs: must include gpuad (every figure is compared with "
+                         f"gpuad's), got {args.libs if isinstance(args.libs, str) else ','.join(args.libs)!r}")
+    check_output_dir(args.out, "out")
 
 
 def _default_device() -> str:
@@ -78,30 +101,19 @@ def _load_libraries(names, device, log):
 
 def run(args) -> int:
     """Run the bench for parsed ``args`` (see :func:`add_arguments`); returns the
-    exit status: 0, 1 when gpuad itself fails a check or errors, 2 for bad arguments."""
+    exit status: 0, 1 when gpuad itself fails a check or errors, 2 (before anything
+    runs or is written) for bad arguments."""
     from . import report as reports
     from .environment import device_slug, environment, now
     from .runner import Settings, ratios, run_workload
     from .workloads import all_workloads
     from tqdm import tqdm
 
-    wanted_libs = [n.strip() for n in args.libs.split(",") if n.strip()]
-    wanted_work = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    bad = [n for n in wanted_libs if n not in libraries.ADAPTERS]
-    bad += [n for n in wanted_work if n not in NAMES]
-    problems = [f"unknown library or workload {', '.join(bad)}; libraries: "
-                f"{', '.join(libraries.ADAPTERS)}; workloads: {', '.join(NAMES)}"] if bad else []
-    if "gpuad" not in wanted_libs:
-        problems.append("--libs must include gpuad: every figure is compared with gpuad's")
-    if args.repeats is not None and args.repeats < 1:
-        problems.append("--repeats must be at least 1")
-    if args.warmup is not None and args.warmup < 0:
-        problems.append("--warmup must be 0 or more")
-    if args.target_seconds is not None and not args.target_seconds > 0:
-        problems.append("--target-seconds must be positive")
-    if problems:
-        print("error: " + "; ".join(problems), file=sys.stderr)
-        return 2
+    try:
+        check_arguments(args)
+    except UsageError as e:
+        return refuse(e, "python -m gpuad bench")
+    wanted_libs, wanted_work = FLAGS["libs"](args.libs), FLAGS["workloads"](args.workloads)
     quick = args.quick
     settings = Settings(
         repeats=args.repeats if args.repeats is not None else (3 if quick else 7),
@@ -177,7 +189,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpuad bench",
                                      description="gpuad's workloads beside the installed peers.")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        check_arguments(args)
+    except UsageError as e:
+        parser.error(str(e))
+    return run(args)
 
 
 __all__ = ["add_arguments", "main", "run"]

@@ -139,10 +139,23 @@ def plot(report: dict, path) -> None:
     plt.close(fig)
 
 
+def strict_json(value):
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON's
+    ``null``): JSON has no such numbers, and ``NaN`` in a file is not JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write(report: dict, stem: Path) -> dict:
-    """``stem``.json, .md and .png; returns the paths by kind."""
+    """``stem``.json (strict JSON: a non-finite number is ``null``), .md and .png;
+    returns the paths by kind."""
     paths = {k: stem.with_name(stem.name + "." + k) for k in ("json", "md", "png")}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["json"].write_text(json.dumps(strict_json(report), indent=2, allow_nan=False) + "\n")
     paths["md"].write_text(markdown(report))
     plot(report, paths["png"])
     return paths

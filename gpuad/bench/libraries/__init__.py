@@ -23,13 +23,16 @@ ADAPTERS = {
 
 def load(name: str, device: str) -> Library:
     """The adapter ``name`` on ``device`` ("cpu", "cuda" or, for gpuad only,
-    "emulated"); raises :class:`Unavailable` with the reason when it cannot run."""
+    "emulated"); raises :class:`Unavailable` with the reason when it cannot run,
+    ``"not installed (...)"`` when the peer's package cannot be imported."""
     module, cls = ADAPTERS[name].split(":")
     try:
         mod = importlib.import_module(module if "." in module else f"{__name__}.{module}")
-    except ImportError as e:  # the peer's package is missing
-        raise Unavailable(f"not installed ({e})") from None
-    return getattr(mod, cls)(device)
+        # The adapters import their peer in __init__ (so that importing an adapter
+        # module costs nothing): a missing package surfaces here, not above.
+        return getattr(mod, cls)(device)
+    except ImportError as e:  # the peer's package, or one it needs, is missing
+        raise Unavailable(f"not installed ({type(e).__name__}: {e})") from None
 
 
 __all__ = ["ADAPTERS", "Library", "OptSpec", "Trainer", "Unavailable", "Updater", "load"]
