@@ -685,13 +685,12 @@ class AdamW(Adam):
     """
 
     _default_name = "adamw"
+    _checks = {"weight_decay": _range(0, None)}  # AdamW always decays: None is no value here
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          amsgrad=amsgrad, weight_decay=weight_decay, **kwargs)
-        if self.weight_decay is None:
-            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
 
 
 class RMSprop(Optimizer):

@@ -667,7 +667,7 @@ def test_load_refuses_invalid_optimizer_values(ckpt, key, value):
 def test_save_refuses_a_dtype_load_would_refuse(ckpt, dtype):
     ad.save(ckpt, {"a": ad.constant([1.0])})
     before = _state(ckpt)
-    for value in (ad.cast(ad.constant([1.0, 2.0]), dtype), np.ones(2, dtype)):
+    for value in (np.ones(2, dtype),):  # (gpuad makes no tensors of these dtypes: cast refuses them)
         with pytest.raises(TypeError) as info:
             ad.save(ckpt, {"ok": ad.constant([1.0]), "half": value})
         msg = str(info.value)
