@@ -20,7 +20,7 @@ from . import dtypes as _dtypes
 from .devices import philox
 from .ops import table as T
 from .ops.core import bind
-from .ops.shapes import shape_arg
+from .ops.shapes import as_int, shape_arg
 from .tensor import Tensor
 
 __all__ = ["set_seed", "normal", "uniform"]
@@ -30,11 +30,26 @@ _global_seed = int.from_bytes(os.urandom(4), "little")
 _offsets: dict[int, int] = {}  # per op seed: the next unused Philox block
 
 
-def set_seed(seed: int) -> None:
-    """Make every later draw reproducible (as ``tf.random.set_seed``)."""
+def _seed_bits(op: str, seed) -> int:
+    """An integer seed (of any size; its low 32 bits key the stream) as those bits.
+    Non-integers raise naming the op: ``set_seed("x")`` or ``seed=2.5`` are mistakes."""
+    return as_int(op, "seed", seed) & 0xFFFFFFFF
+
+
+def set_seed(seed: int | None) -> None:
+    """Make every later draw reproducible (as ``tf.random.set_seed``); ``None``
+    makes them unpredictable again.
+
+    >>> import gpuad as ad
+    >>> ad.random.set_seed(7); a = ad.random.uniform((2,)).numpy()
+    >>> ad.random.set_seed(7); bool((ad.random.uniform((2,)).numpy() == a).all())
+    True
+    """
     global _global_seed
+    bits = (int.from_bytes(os.urandom(4), "little") if seed is None
+            else _seed_bits("random.set_seed", seed))
     with _lock:
-        _global_seed = int(seed) & 0xFFFFFFFF
+        _global_seed = bits
         _offsets.clear()
 
 
@@ -59,7 +74,7 @@ class _Stream:
 def _draw(prim, shape, dtype, seed, device) -> Tensor:
     dtype = _dtypes.as_dtype(dtype)
     shape = shape_arg(f"random.{prim.name.removeprefix('random_')}", shape)
-    op_seed = 0 if seed is None else int(seed) & 0xFFFFFFFF
+    op_seed = 0 if seed is None else _seed_bits(f"random.{prim.name.removeprefix('random_')}", seed)
     dev = _devices.current() if device is None else _devices.get(device)
     return bind(prim, (), shape=shape, dtype=dtype.numpy, stream=_Stream(op_seed), device=dev)
 

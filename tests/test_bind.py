@@ -311,3 +311,31 @@ def test_one_name_per_primitive():
         assert getattr(T, name.upper()) is p, f"table.{name.upper()} should be the {name} row"
         if p.family is not None:
             assert name in KERNEL_SET[p.family]
+
+
+# -- allocation failures ----------------------------------------------------------------------------
+
+def test_a_kernel_allocation_failure_is_gpuads_out_of_memory_error(monkeypatch):
+    """Whatever MemoryError a device raises (NumPy's, CuPy's), bind turns it into
+    gpuad.OutOfMemoryError naming the op and the size of the result it was making."""
+    x = ad.constant(np.ones((3, 4), np.float32), device="cpu")
+
+    def fail(*buffers, **attrs):
+        raise MemoryError("Unable to allocate 48 B")
+    monkeypatch.setitem(T.MULTIPLY.kernels, x._device, fail)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        with pytest.raises(ad.OutOfMemoryError) as info:
+            x * x
+    assert tape._nodes == []  # a failed op records nothing
+    message = str(info.value)
+    assert message.startswith("multiply: out of memory on cpu") and "[3, 4]" in message
+    assert info.value.requested == 48 and info.value.device == "cpu"
+
+
+def test_an_op_whose_result_cannot_be_allocated_raises_out_of_memory(device):
+    # 128 TiB: refused by the allocator (or by the kernel devices' check before
+    # it), nothing is touched. On the cpu broadcast_to is a view, so add fails.
+    with pytest.raises(ad.OutOfMemoryError, match=r"(?i)^(broadcast_to|add): .*out of memory") as info:
+        ad.broadcast_to(ad.ones((1,)), (2 ** 45,)) + 1.0
+    assert info.value.requested >= 2 ** 47

@@ -424,3 +424,23 @@ def test_layernorm_epsilon(device):
     for bad in (-1e-3, float("nan")):
         _raises(ValueError, lambda: ad.nn.LayerNorm(2, epsilon=bad), "epsilon")
     assert ad.nn.LayerNorm(2, epsilon=0).epsilon == 0.0
+
+
+# -- seeds ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", ["x", 2.5, 1.0, True, [1], b"1"])
+def test_a_seed_that_is_not_an_integer_is_refused(seed):
+    with pytest.raises(TypeError, match=r"random.set_seed: seed must be an integer"):
+        ad.random.set_seed(seed)
+    for draw, name in ((ad.random.normal, "normal"), (ad.random.uniform, "uniform")):
+        with pytest.raises(TypeError, match=rf"random.{name}: seed must be an integer"):
+            draw((2,), seed=seed)
+
+
+def test_integer_seeds_of_every_kind_reproduce_their_draws():
+    for seed in (0, 7, np.int64(7), np.int32(-3), 2 ** 40 + 5):
+        ad.random.set_seed(seed)
+        a = ad.random.uniform((3,), seed=seed).numpy()
+        ad.random.set_seed(seed)
+        np.testing.assert_array_equal(ad.random.uniform((3,), seed=seed).numpy(), a)
+    ad.random.set_seed(None)  # unpredictable again, and no error

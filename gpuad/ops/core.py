@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import threading
 
+import numpy as np
+
+from ..errors import OutOfMemoryError
 from ..tape import _state as _tape_state, record
 from ..tensor import Abstract, Tensor  # noqa: F401  (Abstract: part of this module's API)
 
@@ -196,7 +200,7 @@ def bind(prim, inputs, **attrs):
     if prim.eager is not None:
         return prim.eager(*inputs, **attrs)
     if not inputs:
-        return _create(prim, attrs)
+        return _create(prim, attrs, aval)
     x = inputs[0]
     dev = x._device
     try:
@@ -204,25 +208,51 @@ def bind(prim, inputs, **attrs):
     except KeyError:
         k = prim.kernel(dev)
     n = len(inputs)
-    if n == 2:
-        out = Tensor(k(x._data, inputs[1]._data, **attrs) if attrs else k(x._data, inputs[1]._data),
-                     dev)
-    elif n == 1:
-        out = Tensor(k(x._data, **attrs) if attrs else k(x._data), dev)
-        if prim.aliases:
-            out._lease = x._lease
-    else:
-        out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
+    try:
+        if n == 2:
+            out = Tensor(k(x._data, inputs[1]._data, **attrs) if attrs
+                         else k(x._data, inputs[1]._data), dev)
+        elif n == 1:
+            out = Tensor(k(x._data, **attrs) if attrs else k(x._data), dev)
+            if prim.aliases:
+                out._lease = x._lease
+        else:
+            out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
+    except MemoryError as e:
+        raise _out_of_memory(prim, aval, dev, e) from e
     tapes = _tape_state.stack
     if tapes and prim.vjps is not None and aval[1].kind == "f":
         record(prim, inputs, out, attrs or None, tapes)
     return out
 
 
-def _create(prim, attrs):
+def _create(prim, attrs, aval):
     """A row without inputs (constants, fills, random numbers): ``attrs`` name the device."""
     dev = attrs.pop("device")
-    return Tensor(prim.kernel(dev)(**attrs), dev)
+    try:
+        return Tensor(prim.kernel(dev)(**attrs), dev)
+    except MemoryError as e:
+        raise _out_of_memory(prim, aval, dev, e) from e
+
+
+def _out_of_memory(prim, aval, dev, error) -> OutOfMemoryError:
+    """A device's allocation failure (NumPy's or CuPy's MemoryError) as gpuad's
+    error, naming the op and the size of its result (one of gpuad's own gets the
+    op's name in front, if it lacks it)."""
+    if isinstance(error, OutOfMemoryError):
+        message = str(error)
+        if message.startswith(prim.name + ":"):
+            return error
+        return OutOfMemoryError(f"{prim.name}: {message}", requested=error.requested,
+                                pool_used=error.pool_used, pool_total=error.pool_total,
+                                device=error.device)
+    shape, dtype = aval
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    return OutOfMemoryError(
+        f"{prim.name}: out of memory on {dev.name} for a result of shape {list(shape)} and dtype "
+        f"{np.dtype(dtype).name} ({size} bytes): {error}. Use smaller tensors (a smaller batch), "
+        f"free tensors you no longer need, or use a device with more memory.",
+        requested=size, device=dev.name)
 
 
 def eager(prim, inputs, attrs):
