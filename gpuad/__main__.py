@@ -34,10 +34,10 @@ def main(argv=None) -> int:
     from .apps import demo, train
     train_parser = sub.add_parser("train", help=train.HELP, description=train.DESCRIPTION)
     train.add_arguments(train_parser)
-    train_parser.set_defaults(run=train.run, check=train.check_arguments)
+    train_parser.set_defaults(run=train.run, check_arguments=train.check_arguments)
     demo_parser = sub.add_parser("demo", help=demo.HELP, description=demo.DESCRIPTION)
     demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(run=demo.run, check=demo.check_arguments)
+    demo_parser.set_defaults(run=demo.run, check_arguments=demo.check_arguments)
     info = sub.add_parser("info", help="the devices gpuad can use, the CPU and the GPUs (nvidia-ml-py)",
                           description="Report the CPU, the versions, the usable gpuad devices and, "
                                       "through nvidia-ml-py, each NVIDIA GPU: memory, utilisation, "
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
                     "NumPy reference before it is timed; writes <out>/<device>-<date>.json, "
                     ".md, .png and .log.")
     bench.add_arguments(bench_parser)
-    bench_parser.set_defaults(run=bench.run, check=bench.check_arguments)
+    bench_parser.set_defaults(run=bench.run, check_arguments=bench.check_arguments)
     from .devices import kernels_command
     kernels = sub.add_parser(
         "kernels", help="compile every CUDA kernel family with NVRTC for chosen GPU architectures "
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     # --out that cannot be written) before anything runs, reported as argparse does.
     from .apps.arguments import UsageError
     try:
-        getattr(args, "check", lambda args: None)(args)
+        getattr(args, "check_arguments", lambda args: None)(args)
     except UsageError as e:
         sub.choices[args.command].error(str(e))
     return args.run(args)
