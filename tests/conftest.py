@@ -65,3 +65,18 @@ def shape_rules_match_kernels():
     from .ops.infer_check import CheckInfer
     with interpreting(CheckInfer()) as checker:
         yield checker
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The names of the primitives ``bind`` handed to the eager interpreter
+    (``ops.core.eager``), in order: none for an op refused by its rule."""
+    from gpuad.ops import core
+    calls = []
+    real = core.eager
+
+    def counting(prim, inputs, attrs):
+        calls.append(prim.name)
+        return real(prim, inputs, attrs)
+    monkeypatch.setattr(core, "eager", counting)
+    return calls

@@ -124,19 +124,6 @@ def test_a_rule_that_disagrees_with_its_kernel_is_caught():
             core.bind(wrong, (_f(2, 3),))
 
 
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """How many calls ``bind`` handed to the eager interpreter."""
-    calls = []
-    real = core.eager
-
-    def counting(prim, inputs, attrs):
-        calls.append(prim.name)
-        return real(prim, inputs, attrs)
-    monkeypatch.setattr(core, "eager", counting)
-    return calls
-
-
 BAD = [
     (lambda: _f(2, 3) + _f(4), "Incompatible shapes"),
     (lambda: ad.matmul(_f(2, 3), _f(2, 3)), "Matrix size-incompatible"),

@@ -42,19 +42,6 @@ dims = st.integers(0, 4)
 shapes = st.lists(dims, max_size=4).map(tuple)
 
 
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """The primitives ``bind`` handed to the interpreter (none for a refused op)."""
-    calls = []
-    real = core.eager
-
-    def counting(prim, inputs, attrs):
-        calls.append(prim.name)
-        return real(prim, inputs, attrs)
-    monkeypatch.setattr(core, "eager", counting)
-    return calls
-
-
 def _raises(exc, fn, *fragments):
     """``fn()`` raises ``exc`` (and not a subclass leaked from NumPy) whose
     message holds every fragment; returns the message."""
