@@ -33,7 +33,6 @@ import ctypes
 import numpy as np
 
 from . import devices as _devices
-from . import dtypes as _dtypes
 
 __all__ = ["from_dlpack"]
 

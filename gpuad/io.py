@@ -239,7 +239,6 @@ def _failed(path: str, e: OSError) -> OSError:
            f"free disk space.")
     # OSError(errno, ...) makes the subclass of that errno (PermissionError, ...)
     return OSError(e.errno, msg, path) if e.errno is not None else OSError(msg)
-    return err
 
 
 def _atomic_write(path: str, data) -> None:

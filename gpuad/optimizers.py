@@ -75,7 +75,6 @@ import numpy as np
 
 from . import schedules
 from .dtypes import float32, int64
-from .errors import InvalidArgumentError
 from .ops.core import bind
 from .ops.state import APPLY_UPDATE
 from .tensor import Tensor, Variable, convert_to_tensor

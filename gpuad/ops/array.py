@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor, Variable
 from . import table as T

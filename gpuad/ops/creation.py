@@ -14,7 +14,8 @@ import numpy as np
 from .. import devices as _devices
 from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
-from ..tensor import Abstract, Tensor, Variable, _host_array
+from ..host_data import host_array
+from ..tensor import Abstract, Tensor, Variable
 from . import table as T
 from .core import bind
 from .operands import to_tensor
@@ -76,7 +77,7 @@ def fill(dims, value, device=None) -> Tensor:
     array([3, 3], dtype=int32)
     """
     dims = shape_arg("fill", dims, "dims")
-    arr = _host_array(value, None)
+    arr = host_array(value, None)
     return _filled(dims, arr.item(), arr.dtype, device, "fill", "dims")
 
 
@@ -98,9 +99,9 @@ def range(start, limit=None, delta=1, dtype=None, device=None) -> Tensor:  # noq
     if dtype is not None:
         dt = _dtypes.as_dtype(dtype, "range")
     else:
-        dt = _dtypes.from_numpy(_host_array(values, None, "range").dtype)
+        dt = _dtypes.from_numpy(host_array(values, None, "range").dtype)
     if dt.is_integer:
-        start, limit, delta = (_host_array(v, dt, "range").item() for v in values)
+        start, limit, delta = (host_array(v, dt, "range").item() for v in values)
         if delta == 0:
             raise InvalidArgumentError("range: delta must not be 0.", "range")
         n = max(0, -((start - limit) // delta))  # ceil((limit - start) / delta), exactly

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dtypes
-from ..tensor import Tensor, Variable, _check_fits, _convert, _host_array, convert_to_tensor
+from ..host_data import check_fits, host_array
+from ..tensor import Tensor, Variable, _convert, convert_to_tensor
 from . import table as T
 from .core import bind
 
@@ -49,21 +50,21 @@ def adopt(value, like, op: str = "a binary op") -> Tensor:
         key = (cls, value, like._data.dtype, dev)
         t = _scalars.get(key) if cacheable else None
         if t is None:  # only a miss converts (and range-checks) the number
-            arr = _host_array(value, like.dtype, op, adopted=True)
+            arr = host_array(value, like.dtype, op, adopted=True)
             t = bind(T.FILL, (), shape=(), value=arr.item(), dtype=arr.dtype, device=dev)
             if cacheable and len(_scalars) < 4096:
                 _scalars[key] = t
         return t
     if isinstance(value, np.generic):  # a NumPy scalar: cast, then a fill kernel
         arr = np.asarray(value)
-        _check_fits(arr, like._data.dtype, op, adopted=True)
+        check_fits(arr, like._data.dtype, op, adopted=True)
         arr = arr.astype(like._data.dtype)
         return bind(T.FILL, (), shape=(), value=arr.item(), dtype=arr.dtype, device=dev)
     if isinstance(value, np.ndarray):
-        _check_fits(value, like._data.dtype, op, adopted=True)
+        check_fits(value, like._data.dtype, op, adopted=True)
         arr = value.astype(like._data.dtype)
     else:
-        arr = _host_array(value, like.dtype, op, adopted=True)
+        arr = host_array(value, like.dtype, op, adopted=True)
     return bind(T.CONSTANT, (), value=arr, device=dev)
 
 
@@ -87,7 +88,7 @@ def coerce2(x, y, op: str = "a binary op"):
             if cx is float or cy is float:
                 dtype = _dtypes.float32
             else:
-                dtype = _dtypes.from_numpy(_host_array([x, y], None, op).dtype)
+                dtype = _dtypes.from_numpy(host_array([x, y], None, op).dtype)
             x = _convert(x, dtype, None, None, op)
         else:
             x = _convert(x, None, None, None, op)

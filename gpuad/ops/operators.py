@@ -7,7 +7,6 @@ they are plain False/True.
 """
 from __future__ import annotations
 
-from .. import dtypes as _dtypes
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor, Variable
 from . import array as A, math as M
