@@ -109,6 +109,7 @@ BAD_VALUES = [
     *[("bench", "--target-seconds", v) for v in ("inf", "nan", "0", "-1", "-inf")],
     *[("bench", "--repeats", v) for v in ("0", "-1", "2.5")],
     ("bench", "--warmup", "-1"), ("bench", "--device", "tpu"),
+    *[("kernels", "--jobs", v) for v in ("0", "-1", "2.5", "x")],
 ]
 
 
@@ -117,8 +118,9 @@ def nothing_runs(monkeypatch, tmp_path):
     """``python -m gpuad`` in this process, in an empty folder, with every command's
     ``run`` replaced by a recorder: a refused command line must never get there."""
     import gpuad.bench
+    from gpuad.devices import kernels_command
     started = []
-    for module in (train, demo, gpuad.bench, addition, digits):
+    for module in (train, demo, gpuad.bench, addition, digits, kernels_command):
         monkeypatch.setattr(module, "run", lambda args, m=module: started.append(m.__name__) or 0)
     monkeypatch.chdir(tmp_path)
     return started

@@ -42,8 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the result of each family and architecture to --out "
                              "(ptx: the PTX of compute_XX; cubin: the machine code of sm_XX)")
     parser.add_argument("--out", type=Path, help="folder for --emit")
-    parser.add_argument("--jobs", type=int, default=None,
+    parser.add_argument("--jobs", type=_jobs, default=None,
                         help="families compiled at once (default: the number of CPUs)")
+
+
+def _jobs(text) -> int:
+    """``--jobs``: a whole number >= 1 (argparse reports anything else as a usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return n
 
 
 def _native_arch() -> str:
@@ -71,9 +82,6 @@ def _targets(args) -> list[str]:
 def run(args) -> int:
     if args.emit and args.out is None:
         print("python -m gpuad kernels: --emit needs --out DIR", file=sys.stderr)
-        return 2
-    if args.jobs is not None and args.jobs < 1:
-        print(f"python -m gpuad kernels: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
     try:
         archs = _targets(args)
