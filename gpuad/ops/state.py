@@ -175,11 +175,13 @@ def _update(grads, rule, variables, slots, hyper, iterations, caches, groups, st
         for kind in slots:
             every.extend([kind[j] for j in idx])
         bufs = [v._data for v in every]
-        if dev.optim_in_place and not all([v._writable() for v in every]):
+        if dev.optim_in_place:
             # Write in place only into buffers no Tensor sees; the others move to a copy.
-            cache.clear()
-            copy = T.CAST.kernel(dev)
-            bufs = [b if v._writable() else copy(b, dtype=dtype) for v, b in zip(every, bufs)]
+            writable = [v._writable() for v in every]
+            if not all(writable):
+                cache.clear()
+                copy = T.CAST.kernel(dev)
+                bufs = [b if w else copy(b, dtype=dtype) for w, b in zip(writable, bufs)]
         k = len(idx)
         new_params, new_slots = dev.optim(
             rule, bufs[:k], [grads[j]._data for j in idx],
