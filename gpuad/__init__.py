@@ -34,6 +34,7 @@ from . import nn, random, nest
 from . import optimizers
 from .module import Module
 from .io import save, load
-from .autodiff import custom_gradient, function, gradients_function, grad, value_and_grad
+from .autodiff import custom_gradient, gradients_function, grad, value_and_grad
+from .function import function, Function, TensorSpec
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """Functional autodiff and friends: grad, value_and_grad, gradients_function,
-custom_gradient, and the ``function`` decorator.
+custom_gradient (``gpuad.function`` lives in ``gpuad/function.py``).
 
 >>> import gpuad as ad
 >>> df = ad.grad(lambda x: x ** 3)
@@ -18,7 +18,7 @@ from .tape import GradientTape, _state, record, stop_recording_all
 from .errors import InvalidArgumentError
 from .tensor import Tensor, Variable, convert_to_tensor
 
-__all__ = ["grad", "value_and_grad", "gradients_function", "custom_gradient", "function"]
+__all__ = ["grad", "value_and_grad", "gradients_function", "custom_gradient"]
 
 
 def _argnums(argnums, n):
@@ -323,25 +323,3 @@ def custom_gradient(f):
     3.0
     """
     return _CustomGradientFunction(f)
-
-
-def function(func=None, *, input_signature=None, reduce_retracing=False, jit_compile=None):
-    """Decorator as ``tf.function``. For now it runs ``func`` eagerly: results
-    and gradients are exactly the eager ones (tracing arrives in a later release).
-
-    >>> import gpuad as ad
-    >>> @ad.function
-    ... def f(x):
-    ...     return x * 2.0
-    >>> float(f(ad.constant(3.0)))
-    6.0
-    """
-    if func is None:
-        return lambda fn: function(fn, input_signature=input_signature,
-                                   reduce_retracing=reduce_retracing, jit_compile=jit_compile)
-
-    @functools.wraps(func)
-    def wrapped(*args, **kwargs):
-        return func(*args, **kwargs)
-    wrapped.python_function = func
-    return wrapped

@@ -68,6 +68,8 @@ no copies.
 """
 from __future__ import annotations
 
+import functools
+
 import numbers
 import warnings
 
@@ -513,18 +515,27 @@ class Optimizer:
         if any(g._data.dtype != v._data.dtype for g, v in zip(grads, variables)):
             from .ops.math import cast
             grads = [g if g.dtype == v.dtype else cast(g, v.dtype) for g, v in zip(grads, variables)]
+        slots = [[kind[self._index[v._id]] for v in variables] for kind in self._slots]
+        dtypes = tuple({v._data.dtype for v in variables})
+        bind(APPLY_UPDATE, tuple(grads), rule=self._rule, variables=variables, slots=slots,
+             hyper=functools.partial(self._hypers, dtypes), iterations=self._iterations,
+             caches=self._caches)
+
+    def _hypers(self, dtypes) -> dict:
+        """Each dtype's hyperparameters for the coming step. A callable attribute of
+        the update, called when the update runs, not when it is bound: a step that
+        ``gpuad.function`` replays gets the learning rate and step count of its own
+        call."""
         lr32 = self._current_lr()
         step = self._step_count()
         hyper = {}
-        for dtype in {v._data.dtype for v in variables}:
+        for dtype in dtypes:
             f = dtype.type
             h = self._hyper(f, f(lr32), step)
             h["lr"] = float(f(lr32))
             h["weight_decay"] = None if self.weight_decay is None else float(f(self.weight_decay))
             hyper[dtype] = h
-        slots = [[kind[self._index[v._id]] for v in variables] for kind in self._slots]
-        bind(APPLY_UPDATE, tuple(grads), rule=self._rule, variables=variables, slots=slots,
-             hyper=hyper, iterations=self._iterations, caches=self._caches)
+        return hyper
 
     def _hyper(self, f, lr, step) -> dict:
         """The rule's hyperparameters for variables of float type ``f`` (a NumPy

@@ -111,22 +111,29 @@ def read_variable(v: Variable, prim) -> Tensor:
     tapes that watch accessed variables, and recorded as an identity node
     where a tape tracks ``v``."""
     value = v._lend()
+    note_read(v, value, prim)
+    return value
+
+
+def note_read(v: Variable, value, prim) -> None:
+    """Note that ``value`` was read from ``v``: for custom_gradient, and on the tapes
+    (auto-watch, and an identity node where a tape tracks ``v``; none when ``value``
+    is None: a compiled function's call reads it and records its own node)."""
     reads = _state.variable_reads
     if reads is not None:
         reads.append(v)
     stack = _state.stack
     if not stack:
-        return value
+        return
     node = None
     for tape in stack:
         if tape._watch_accessed and v._trainable:
             tape._watch_variable(v)
-        if v._id in tape._tracked:
+        if value is not None and v._id in tape._tracked:
             if node is None:
                 node = (prim, (v,), None, None, value._id, None)  # keeps the variable
             tape._nodes.append(node)
             tape._tracked.add(value._id)
-    return value
 
 
 @contextlib.contextmanager
@@ -488,6 +495,16 @@ def backward(nodes: list, targets: list, seeds: list, sources: list, consume: bo
         if g is None:
             continue
         vjp_of = prim.vjp_of
+        if vjp_of is None:  # one VJP for every input at once (a compiled function's call)
+            gxs = prim.vjp_all(g, out, *inputs, **attrs)
+            for i, x in enumerate(inputs):
+                gx = gxs[i]
+                xid = x._id if ids is None else ids[i]
+                if gx is None or xid not in relevant:
+                    continue
+                prev = cot.get(xid)
+                cot[xid] = gx if prev is None else _add(prev, gx)
+            continue
         for i, x in enumerate(inputs):
             xid = x._id if ids is None else ids[i]
             if xid not in relevant:

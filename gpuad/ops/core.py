@@ -52,7 +52,8 @@ class Primitive:
       (constants, random numbers).
     - ``vjps``: one VJP per input, or a function ``i -> vjp`` for rows with
       any number of inputs; ``None`` means not differentiable (never
-      recorded). Every VJP is ``vjp(g, out, *inputs, **attrs)`` with ``g`` the
+      recorded). ``vjp_all`` instead: one function giving every input's
+      gradient at once (a compiled function's call). Every VJP is ``vjp(g, out, *inputs, **attrs)`` with ``g`` the
       gradient of the output, ``out`` the output and the inputs under the
       row's names; it returns that input's gradient (or None), written in
       gpuad ops so that it is differentiable again.
@@ -76,10 +77,10 @@ class Primitive:
 
     __slots__ = ("name", "infer", "family", "impl", "vjps", "vjp_of", "keeps", "keep_out",
                  "keep_inputs", "keep_all_inputs", "functor", "aliases", "effect", "eager",
-                 "kernels", "kinds")
+                 "kernels", "kinds", "vjp_all")
 
     def __init__(self, name, infer, family=None, *, kernel=None, vjps=None, keeps=(),
-                 functor=None, aliases=False, effect=None, eager=None, kinds=None):
+                 functor=None, aliases=False, effect=None, eager=None, kinds=None, vjp_all=None):
         self.name = name
         if getattr(infer, "op", 0) is None:  # a rule made for this row names its op
             infer.op = name
@@ -111,6 +112,12 @@ class Primitive:
         # which inputs the tape keeps; rows with any number of inputs keep none
         self.keep_inputs = () if names is None else tuple(n in self.keeps for n in names)
         self.keep_all_inputs = bool(self.keep_inputs) and all(self.keep_inputs)
+        # vjp_all(g, out, *inputs, **attrs) -> one gradient per input: a row whose
+        # inputs' gradients come from one computation (a compiled function's call,
+        # which keeps all its inputs); its vjp_of is None
+        self.vjp_all = vjp_all
+        if vjp_all is not None:
+            self.vjps, self.vjp_of, self.keep_all_inputs = vjp_all, None, True
 
     def kernel(self, dev):
         """This primitive's kernel on device ``dev``, resolved once and cached."""

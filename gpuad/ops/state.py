@@ -127,8 +127,11 @@ def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
     device's fused ``optim`` kernel, per (device, dtype) group; ``hyper`` maps
     each group's NumPy dtype to the rule's hyperparameters; ``iterations`` (a
     Variable, or None) counts the step. ``slots`` is a list of slot kinds,
-    each one Variable per variable. Either every variable, slot and
-    ``iterations`` changes, or none does."""
+    each one Variable per variable (or a function returning that map, called
+    now: the optimizer's learning rate and step count of this very step).
+    Either every variable, slot and ``iterations`` changes, or none does."""
+    if callable(hyper):
+        hyper = hyper()
     groups: dict = {}
     for j, v in enumerate(variables):
         key = (v._device, v._data.dtype)

@@ -1,0 +1,169 @@
+"""A plan's replay: the graph turned into one straight-line Python function.
+
+Each node becomes one line that calls its device kernel on buffers (kernels and
+attributes resolved once, when the plan is built): no rule checks, no Tensor
+objects, no tapes, no interpreter lookups. A buffer is released (``del``) right
+after its last use, so memory follows the graph's liveness.
+
+Variable reads hand out the variable's buffer; on a device whose optimizer
+writes in place (cuda, emulated) the read holds the variable's lease for as long
+as the buffer or a view of it is alive in the replay, exactly as an eager read's
+Tensor would, so an optimizer step later in the same plan never writes into a
+buffer that is still needed (or returned).
+
+>>> import gpuad as ad
+>>> f = ad.function(lambda x: x * x + 1.0)
+>>> print(f.get_concrete_function(ad.constant([1.0, 2.0])).replay_source)  # doctest: +ELLIPSIS
+def replay(b0):
+    b3 = k0(b0, b0)
+    b4 = k1(b3, c2)
+    del b3
+    return (T(b4, d4),)
+"""
+from __future__ import annotations
+
+import functools
+
+from ..tensor import Tensor
+from .graph import Graph
+
+__all__ = ["build_replay"]
+
+
+def _wrap(buffer, device, holder):
+    """A Tensor over ``buffer``; with the lease of ``holder`` (a variable read) if any."""
+    t = Tensor(buffer, device)
+    if holder is not None:
+        t._lease = holder._lease
+    return t
+
+
+def _run_effect(prim, attrs, devices, *buffers_and_holders):
+    """An effectful row run as eagerly (assign, apply_update, copy): its ``eager``
+    function on Tensors. Returns the result's buffer (None for writes)."""
+    n = len(devices)
+    tensors = [_wrap(b, d, h) for b, d, h in zip(buffers_and_holders[:n], devices,
+                                                  buffers_and_holders[n:])]
+    out = prim.eager(*tensors, **attrs)
+    return None if out is None else out._data
+
+
+def _kernel(prim, device, attrs):
+    k = prim.kernel(device)
+    return functools.partial(k, **attrs) if attrs else k
+
+
+def build_replay(graph: Graph, fused_steps=None):
+    """The graph's replay: ``(replay(*param_buffers) -> tuple of output Tensors, source)``.
+
+    ``fused_steps`` (from the fusion pass) maps a node index to a fused kernel call
+    replacing a run of nodes: ``(callable, input slots, output slots, node indices)``.
+    """
+    from ..ops.table import READ_VARIABLE
+    ns = {"T": Tensor, "W": _wrap}
+    lines = []
+    avals = graph.avals
+    # which lease holder (the read's Tensor, ``t<slot>``) each slot's buffer depends on
+    holder: dict[int, int] = {}
+
+    steps = []  # (node index or None, callable name, inputs, outputs, node) in order
+    skip = set()
+    fused_steps = fused_steps or {}
+    for n, node in enumerate(graph.nodes):
+        if n in skip:
+            continue
+        if n in fused_steps:
+            fn, ins, outs, covered = fused_steps[n]
+            skip.update(covered)
+            ns[f"f{n}"] = fn
+            steps.append(("fused", f"f{n}", ins, outs, None))
+            continue
+        steps.append(("node", n, node.inputs, () if node.out is None else (node.out,), node))
+
+    # liveness: the last step that reads each slot (outputs live to the end)
+    last_use: dict[int, int] = {}
+    for i, (_, _, ins, _, _) in enumerate(steps):
+        for s in ins:
+            last_use[s] = i
+    outputs = set(graph.outputs)
+    for s in graph.constants:
+        ns[f"c{s}"] = graph.constants[s]._data
+
+    # Lease holders: a read of a variable on a device that updates in place, and
+    # the views of it (aliasing rows), share the read's lease until the last of
+    # them is last used (or forever, when one is an output).
+    for i, (kind, _, ins, outs, node) in enumerate(steps):
+        if kind != "node":
+            continue
+        if node.prim is READ_VARIABLE and node.attrs["variable"]._device.optim_in_place:
+            holder[node.out] = node.out
+        elif node.prim.aliases and ins and ins[0] in holder:
+            holder[node.out] = holder[ins[0]]
+    release_holder: dict[int, list] = {}
+    for h in set(holder.values()):
+        group = [s for s, r in holder.items() if r == h]
+        if not any(s in outputs for s in group):
+            end = max(last_use.get(s, -1) for s in group)
+            release_holder.setdefault(max(end, _producer(steps, h)), []).append(h)
+
+    def name(s):
+        return f"c{s}" if s in graph.constants else f"b{s}"
+
+    for i, (kind, ref, ins, outs, node) in enumerate(steps):
+        if kind == "fused":
+            lhs = ", ".join(f"b{s}" for s in outs)
+            lines.append(f"{lhs}, = {ref}({', '.join(name(s) for s in ins)})")
+        else:
+            n, prim = ref, node.prim
+            attrs = dict(node.attrs)
+            if prim is READ_VARIABLE:
+                ns[f"v{n}"] = attrs["variable"]
+                if node.out in holder:
+                    lines.append(f"t{node.out} = v{n}._lend()")
+                    lines.append(f"b{node.out} = t{node.out}._data")
+                else:
+                    lines.append(f"b{node.out} = v{n}._data")
+            elif prim.eager is not None:
+                devices = tuple(avals[s][2] for s in ins)
+                ns[f"e{n}"] = functools.partial(_run_effect, prim, attrs, devices)
+                held = [f"t{holder[s]}" if s in holder else "None" for s in ins]
+                call = f"e{n}({', '.join([name(s) for s in ins] + held)})"
+                lines.append(call if node.out is None else f"b{node.out} = {call}")
+            else:
+                if not ins:  # random numbers: the device comes with the attributes
+                    device = attrs.pop("device")
+                else:
+                    device = avals[ins[0]][2]
+                ns[f"k{n}"] = _kernel(prim, device, attrs)
+                lines.append(f"b{node.out} = k{n}({', '.join(name(s) for s in ins)})")
+        # release what no later step reads
+        for s in sorted(set(ins)):
+            if last_use.get(s) == i and s not in outputs and s not in graph.constants \
+                    and s not in graph.params:
+                lines.append(f"del b{s}")
+        for s in outs:
+            if s not in last_use and s not in outputs and s not in holder:
+                lines.append(f"del b{s}")
+        for h in release_holder.get(i, ()):
+            lines.append(f"del t{h}")
+
+    results = []
+    for s in graph.outputs:
+        ns[f"d{s}"] = avals[s][2]
+        src = name(s)
+        if s in holder:
+            results.append(f"W({src}, d{s}, t{holder[s]})")
+        else:
+            results.append(f"T({src}, d{s})")
+    lines.append("return (" + "".join(r + ", " for r in results).rstrip(" ") + ")")
+    params = ", ".join(f"b{s}" for s in graph.params)
+    source = f"def replay({params}):\n" + "".join(f"    {line}\n" for line in lines)
+    exec(compile(source, f"<gpuad replay of {graph.name}>", "exec"), ns)
+    return ns["replay"], source.rstrip("\n")
+
+
+def _producer(steps, slot) -> int:
+    for i, (_, _, _, outs, _) in enumerate(steps):
+        if slot in outs:
+            return i
+    return -1
