@@ -36,5 +36,6 @@ from .module import Module
 from .io import save, load
 from .autodiff import custom_gradient, gradients_function, grad, value_and_grad
 from .function import function, Function, TensorSpec
+from .control_flow import cond, while_loop
 
 __version__ = "0.1.0"

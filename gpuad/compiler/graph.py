@@ -32,26 +32,32 @@ __all__ = ["Node", "Graph"]
 
 
 class Node:
-    """``out = prim(*inputs, **attrs)`` over slot numbers."""
+    """``out = prim(*inputs, **attrs)`` over slot numbers. ``out`` is a slot, None
+    (writes) or a tuple of slots (control flow: ``cond`` and ``while_loop`` nodes,
+    whose ``attrs["run"]`` runs them on buffers). ``effect`` is the row's, or the
+    strongest effect inside a control-flow node's branches."""
 
-    __slots__ = ("prim", "inputs", "attrs", "out")
+    __slots__ = ("prim", "inputs", "attrs", "out", "effect")
 
-    def __init__(self, prim, inputs: tuple, attrs: dict, out):
+    def __init__(self, prim, inputs: tuple, attrs: dict, out, effect=None):
         self.prim = prim
         self.inputs = inputs
         self.attrs = attrs
         self.out = out
+        self.effect = effect or prim.effect
 
     @property
-    def effect(self):
-        return self.prim.effect
+    def outs(self) -> tuple:
+        """The result slots, as a tuple."""
+        out = self.out
+        return () if out is None else out if type(out) is tuple else (out,)
 
     def __repr__(self):
         args = ", ".join(f"%{i}" for i in self.inputs)
-        shown = {k: v for k, v in self.attrs.items() if k != "device"}
+        shown = {k: v for k, v in self.attrs.items() if k not in ("device", "run")}
         if shown:
             args += (", " if args else "") + ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
-        lhs = "" if self.out is None else f"%{self.out} = "
+        lhs = "".join(f"%{o}, " for o in self.outs)[:-2] + " = " if self.outs else ""
         return f"{lhs}{self.prim.name}({args})"
 
 
@@ -64,6 +70,8 @@ def _short(value) -> str:
         return f"[{len(value)} items]"
     if isinstance(value, np.ndarray):
         return f"<array {value.dtype}{list(value.shape)}>"
+    if isinstance(value, Graph):
+        return f"<graph {value.name}: {len(value.nodes)} nodes>"
     if isinstance(value, dict):
         return "{...}"
     if callable(value) and not isinstance(value, type):
@@ -114,14 +122,25 @@ class Graph:
         seen, out = set(), []
         for node in self.nodes:
             if node.prim.name == "read_variable":
-                v = node.attrs["variable"]
+                found = [node.attrs["variable"]]
+            else:  # a cond or while_loop node: the reads of its branches
+                found = node.attrs.get("reads", ())
+            for v in found:
                 if v._id not in seen:
                     seen.add(v._id)
                     out.append(v)
         return out
 
     def has_effects(self, kinds=("random", "write")) -> bool:
-        return any(node.prim.effect in kinds for node in self.nodes)
+        return any(node.effect in kinds for node in self.nodes)
+
+    def strongest_effect(self):
+        """The effect a node running this graph has: "write", "random", "read" or None."""
+        effects = {node.effect for node in self.nodes}
+        for kind in ("write", "random", "read"):
+            if kind in effects:
+                return kind
+        return None
 
     def _aval_text(self, slot) -> str:
         shape, dtype, device = self.avals[slot]
@@ -139,6 +158,10 @@ class Graph:
                 text = f"%{slot} = {t.dtype.name}{list(t.shape)}"
                 shown.append(text if value is None else f"{text} {np.array2string(np.asarray(value))}")
             lines.append("constants: " + ", ".join(shown))
+        for node in self.nodes:  # the branches and loop bodies of control-flow nodes
+            for value in node.attrs.values():
+                if isinstance(value, Graph):
+                    lines.append("  " + str(value).replace("\n", "\n  "))
         for kernel in self.fused:
             lines.append(str(kernel))
         return "\n".join(lines)

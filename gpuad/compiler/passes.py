@@ -19,7 +19,7 @@ def eliminate_dead_code(graph: Graph) -> int:
     live = set(graph.outputs)
     kept = []
     for node in reversed(graph.nodes):
-        if node.prim.effect is None and node.out not in live:
+        if node.effect is None and not any(o in live for o in node.outs):
             continue
         kept.append(node)
         live.update(node.inputs)
@@ -50,7 +50,7 @@ def eliminate_common_subexpressions(graph: Graph) -> int:
     kept = []
     for node in graph.nodes:
         node.inputs = tuple(rename.get(s, s) for s in node.inputs)
-        if node.prim.effect is None:
+        if node.effect is None and type(node.out) is int:
             attrs = _attrs_key(node.attrs)
             if attrs is not None:
                 key = (node.prim, node.inputs, attrs)

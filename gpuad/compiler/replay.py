@@ -53,8 +53,10 @@ def _kernel(prim, device, attrs):
     return functools.partial(k, **attrs) if attrs else k
 
 
-def build_replay(graph: Graph, fused_steps=None):
-    """The graph's replay: ``(replay(*param_buffers) -> tuple of output Tensors, source)``.
+def build_replay(graph: Graph, fused_steps=None, buffers=False):
+    """The graph's replay: ``(replay(*param_buffers) -> tuple of output Tensors, source)``;
+    with ``buffers``, the replay returns the output buffers (a branch of a ``cond``
+    or a loop body, run by its node inside another replay).
 
     ``fused_steps`` (from the fusion pass) maps a node index to a fused kernel call
     replacing a run of nodes: ``(callable, input slots, output slots, node indices)``.
@@ -78,7 +80,7 @@ def build_replay(graph: Graph, fused_steps=None):
             ns[f"f{n}"] = fn
             steps.append(("fused", f"f{n}", ins, outs, None))
             continue
-        steps.append(("node", n, node.inputs, () if node.out is None else (node.out,), node))
+        steps.append(("node", n, node.inputs, node.outs, node))
 
     # liveness: the last step that reads each slot (outputs live to the end)
     last_use: dict[int, int] = {}
@@ -116,7 +118,11 @@ def build_replay(graph: Graph, fused_steps=None):
         else:
             n, prim = ref, node.prim
             attrs = dict(node.attrs)
-            if prim is READ_VARIABLE:
+            if "run" in attrs:  # cond / while_loop: runs its branches' replays on buffers
+                ns[f"e{n}"] = attrs["run"]
+                lhs = "".join(f"b{o}, " for o in outs)
+                lines.append(f"{lhs}= e{n}({', '.join(name(s) for s in ins)})")
+            elif prim is READ_VARIABLE:
                 ns[f"v{n}"] = attrs["variable"]
                 if node.out in holder:
                     lines.append(f"t{node.out} = v{n}._lend()")
@@ -148,7 +154,9 @@ def build_replay(graph: Graph, fused_steps=None):
             lines.append(f"del t{h}")
 
     results = []
-    for s in graph.outputs:
+    if buffers:
+        results = [name(s) for s in graph.outputs]
+    for s in () if buffers else graph.outputs:
         ns[f"d{s}"] = avals[s][2]
         src = name(s)
         if s in holder:
