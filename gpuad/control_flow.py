@@ -29,7 +29,7 @@ from __future__ import annotations
 from . import nest
 from . import tape as _tape
 from .compiler.graph import Node
-from .compiler.replay import build_replay
+from .compiler.plan import compile_graph
 from .compiler.trace import Traced, Tracer, TracingError, current as _current_tracer, tracer
 from .errors import InvalidArgumentError
 from .ops.core import Primitive
@@ -78,9 +78,7 @@ class _Subgraph:
         self.graph = t.graph
         self.captured = t.captured
         self.reads = t.graph.read_variables()
-        from .compiler import passes
-        passes.optimize(self.graph)
-        self.replay, self.source = build_replay(self.graph, buffers=True)
+        self.replay, self.source, _ = compile_graph(self.graph, buffers=True)
 
 
 def _union(*lists) -> list:

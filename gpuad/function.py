@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import weakref
 
@@ -47,9 +48,9 @@ from . import devices as _devices
 from . import dtypes as _dtypes
 from . import nest
 from . import tape as _tape
-from .compiler import passes
-from .compiler.replay import build_replay
+from .compiler.plan import compile_graph
 from .compiler.trace import Traced, Tracer, current as _current_tracer, tracer as _tracing
+from .ops import core as _core
 from .ops.core import Primitive
 from .tensor import Tensor, Variable, convert_to_tensor
 
@@ -134,10 +135,11 @@ class ConcreteFunction:
         self._out = out_template           # the output structure, _Arg(k) for output k
         self._n_tensors = n_tensors
         self.reason = reason
-        self._replay, self.replay_source = build_replay(graph)
+        self._replay, self.replay_source, self.stats = compile_graph(graph)
         self._reads = graph.read_variables()
         self._effects = graph.has_effects()
         self._backward: dict[int, Function] = {}
+        self._pack = self._packer()
 
     @property
     def name(self):
@@ -148,10 +150,23 @@ class ConcreteFunction:
 
     def _call(self, tensors):
         outs = self._replay(*[t._data for t in tensors])
-        if _tape._state.stack or _tape._state.variable_reads is not None:
+        state = _tape._state
+        if state.stack or state.variable_reads is not None:
             self._record(tensors, outs)
-        return nest.pack_sequence_as(self._out, [outs[a.index] if type(a) is _Arg else a
-                                                 for a in nest.flatten(self._out)])
+        return self._pack(outs)
+
+    def _packer(self):
+        """``outs -> the function's result``: for one tensor or a flat tuple of them,
+        without walking the structure on every call."""
+        out = self._out
+        if type(out) is _Arg:
+            return operator.itemgetter(out.index)
+        if type(out) is tuple and all(type(a) is _Arg for a in out) and \
+                [a.index for a in out] == list(range(len(out))):
+            return tuple
+        flat = nest.flatten(out)
+        return lambda outs: nest.pack_sequence_as(out, [outs[a.index] if type(a) is _Arg else a
+                                                        for a in flat])
 
     # -- differentiating through a call ---------------------------------------------
     def _record(self, tensors, outs):
@@ -279,7 +294,7 @@ class Function:
         return f"<gpuad.function {self._name} ({self._tracing_count} traces)>"
 
     def __call__(self, *args, **kwargs):
-        if _current_tracer() is not None:  # inside another trace: inline
+        if _core._pushed[0] and _current_tracer() is not None:  # inside another trace: inline
             return self.python_function(*args, **kwargs)
         concrete, tensors = self._lookup(args, kwargs)
         return concrete._call(tensors)
@@ -401,15 +416,16 @@ class Function:
                     out_leaves.append(leaf)
         graph = t.graph
         graph.outputs = out_flat
-        done = passes.optimize(graph)
         out_template = nest.pack_sequence_as(result, out_leaves)
         concrete = ConcreteFunction(self, graph, template, out_template, len(tensors), reason)
         self._tracing_count += 1
         self._concrete[key] = concrete
         if _log_compiles():
+            done = concrete.stats
             _log.warning("gpuad.function %s: traced (%s): %d nodes after removing %d dead and "
-                         "%d repeated", self._name, reason, len(graph.nodes), done["dead"],
-                         done["merged"])
+                         "%d repeated; %d of them fused into %d generated kernels", self._name,
+                         reason, len(graph.nodes), done["dead"], done["merged"], done["fused"],
+                         done["kernels"])
         if self._tracing_count == 6:
             _log.warning("gpuad.function %s has been traced %d times. Tracing is expensive; "
                          "it happens for each new shape, dtype or device of a tensor argument and "

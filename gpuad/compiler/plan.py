@@ -1,0 +1,63 @@
+"""From a traced graph to the plan a call replays: the passes, fusion, the fused
+kernels compiled for the graph's device, and the replay around them.
+
+``GPUAD_FUSION=0`` turns fusion off (every node runs its own kernel), to compare.
+"""
+from __future__ import annotations
+
+import os
+
+from . import passes
+from .fusion import fuse, group_plan
+from .graph import Graph
+from .replay import build_replay
+
+__all__ = ["compile_graph", "FusedStep"]
+
+
+class FusedStep:
+    """One generated kernel of a plan: the group it computes and its source."""
+
+    def __init__(self, group, kernel, device, inputs, results):
+        self.group = group
+        self.kernel = kernel
+        self.device = device
+        self.inputs = inputs
+        self.results = results
+
+    @property
+    def source(self) -> str:
+        from .codegen import source
+        return source(self.group, "cpp" if self.device.kind == "cpu" else "cuda")
+
+    def __str__(self):
+        ins = ", ".join(f"%{s}" for s in self.inputs)
+        outs = ", ".join(f"%{s}" for s in self.results)
+        ops = " ".join(op.prim for op in self.group.ops)
+        return (f"fused kernel ({outs}) = [{ops}]({ins}) over {list(self.group.shape)} on "
+                f"{self.device.name}:\n" + "\n".join("    " + line for line in self.source.splitlines()))
+
+
+def _fusion_enabled() -> bool:
+    return os.environ.get("GPUAD_FUSION", "1") not in ("0", "")
+
+
+def compile_graph(graph: Graph, buffers: bool = False) -> tuple:
+    """Optimise ``graph`` in place and build its replay: ``(replay, source, stats)``."""
+    stats = passes.optimize(graph)
+    fused_steps = {}
+    if _fusion_enabled():
+        from .codegen import compile_group
+        for members in fuse(graph):
+            group, inputs, results = group_plan(graph, members)
+            if not results:
+                continue
+            device = graph.avals[graph.nodes[members[0]].out][2]
+            kernel = compile_group(group, device)
+            step = FusedStep(group, kernel, device, inputs, results)
+            graph.fused.append(step)
+            fused_steps[members[0]] = (kernel, inputs, results, set(members))
+    stats["fused"] = sum(len(s[3]) for s in fused_steps.values())
+    stats["kernels"] = len(fused_steps)
+    replay, source = build_replay(graph, fused_steps, buffers=buffers)
+    return replay, source, stats
