@@ -390,6 +390,7 @@ class Function:
     def _trace(self, key, args, kwargs) -> ConcreteFunction:
         reason = self._retrace_reason(key)
         t = Tracer(self._name)
+        t.first_trace = not self._concrete and self._tracing_count == 0
         flat = nest.flatten((args, kwargs))
         tensors = []
         placeholders = []

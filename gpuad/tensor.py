@@ -460,6 +460,9 @@ class Variable:
         if callable(initial_value):
             initial_value = initial_value()
         value = _constant(initial_value, dtype, device, "Variable")
+        if _core._pushed[0]:  # created while gpuad.function traces (see compiler/trace.py)
+            from .compiler.trace import variable_created
+            variable_created(value, name)
         self._lock = threading.Lock()
         self._adopt(value)
         self._id = _next_id()
@@ -697,4 +700,5 @@ class locked:
 
 
 from .ops.core import bind as _bind  # noqa: E402  (ops build on this module)
+from .ops import core as _core  # noqa: E402
 from .ops import table as _T  # noqa: E402

@@ -91,7 +91,8 @@ class Tracer:
         self.parent = parent
         self.slots: dict[int, int] = {}   # tensor id -> slot
         self.captured: list = []          # parent values, one per captured param
-        self.created_variables = False
+        # whether this is its function's first trace (see variable_created)
+        self.first_trace = parent.first_trace if parent is not None else True
 
     # -- values ------------------------------------------------------------------
     def param(self, shape, dtype, device) -> Traced:
@@ -213,14 +214,24 @@ class _Tracing:
         return False
 
 
-def check_variable_value(value, name):
-    """Variables are made from values known while tracing (creating one from a
-    traced value has nothing to start from)."""
+def variable_created(value, name):
+    """A Variable is being created while a function traces. It must start from a
+    value known now (not a traced one), and, as in TensorFlow, only the first trace
+    of a function may create variables: a replay does not run the Python code that
+    made them, so a function making one per call would silently share it."""
+    t = current()
+    if t is None:
+        return
     if type(value) is Traced:
         raise InvalidArgumentError(
-            f"gpuad.Variable {name!r} was created inside a gpuad.function from a traced value: "
-            f"a Variable needs a value when it is made. Create it outside the function (or from "
-            f"constants / an initializer), then assign to it inside.", "Variable")
+            f"gpuad.Variable {name or '(unnamed)'!r} is created inside gpuad.function {t.name!r} from a traced "
+            f"value: a Variable needs its value when it is made. Create it outside the function "
+            f"(or from constants / an initializer), then assign to it inside.", "Variable")
+    if t.first_trace is False:
+        raise ValueError(
+            f"gpuad.function {t.name!r} creates a gpuad.Variable on a call that is not its first "
+            f"trace. gpuad.function only supports singleton Variables created on the first call: "
+            f"create the Variable once, outside the function (or on its first call only).")
 
 
 from ..ops.table import READ_VARIABLE as _READ_VARIABLE  # noqa: E402
