@@ -59,5 +59,28 @@ def compile_graph(graph: Graph, buffers: bool = False) -> tuple:
             fused_steps[members[0]] = (kernel, inputs, results, set(members))
     stats["fused"] = sum(len(s[3]) for s in fused_steps.values())
     stats["kernels"] = len(fused_steps)
-    replay, source = build_replay(graph, fused_steps, buffers=buffers)
+    replay, source, memory = build_replay(graph, fused_steps, buffers=buffers)
+    stats["buffers"] = len(memory)
+    if memory:
+        replay = _with_memory(replay, memory)
     return replay, source, stats
+
+
+def _with_memory(replay, kinds):
+    """The replay, given one set of the plan's reusable buffers per call. A set is
+    taken from a free list (made on first use) and put back after the call, so two
+    threads (or a replay inside a replay) never share one."""
+    sets: list = []
+
+    def make():
+        from ..ops.table import FILL
+        return [FILL.kernel(device)(shape=shape, value=0, dtype=dtype) for shape, dtype, device in kinds]
+
+    def run(*buffers):
+        m = sets.pop() if sets else make()
+        try:
+            return replay(*buffers, m)
+        finally:
+            sets.append(m)
+    run.memory = sets
+    return run

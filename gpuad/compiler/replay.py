@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from ..tensor import Tensor
 from .graph import Graph
 
@@ -53,10 +55,20 @@ def _kernel(prim, device, attrs):
     return functools.partial(k, **attrs) if attrs else k
 
 
-def build_replay(graph: Graph, fused_steps=None, buffers=False):
-    """The graph's replay: ``(replay(*param_buffers) -> tuple of output Tensors, source)``;
-    with ``buffers``, the replay returns the output buffers (a branch of a ``cond``
-    or a loop body, run by its node inside another replay).
+def _kernel_of(node, avals):
+    if node.prim.eager is not None or "run" in node.attrs or not node.inputs:
+        return None
+    return node.prim.kernel(avals[node.inputs[0]][2])
+
+
+def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
+                 plan_fused_outputs=True):
+    """The graph's replay: ``(replay, source, memory)``. ``replay(*param_buffers)``
+    returns the output Tensors; with ``buffers``, the output buffers (a branch of a
+    ``cond`` or a loop body, run by its node inside another replay). ``memory``
+    lists the (shape, dtype, device) of the buffers the plan reuses (``plan``):
+    when there are any, the replay takes one more argument, a list of such
+    buffers, which one call at a time may use.
 
     ``fused_steps`` (from the fusion pass) maps a node index to a fused kernel call
     replacing a run of nodes: ``(callable, input slots, output slots, node indices)``.
@@ -111,10 +123,22 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False):
     def name(s):
         return f"c{s}" if s in graph.constants else f"b{s}"
 
+    def writes_into(step):
+        kind, ref, ins, outs, node = step
+        if kind == "fused":
+            return len(outs) == 1 or bool(plan_fused_outputs)
+        return isinstance(ns.get(f"k{ref}") or _kernel_of(node, avals), np.ufunc) and not node.attrs
+
+    memory, kinds = plan_memory(graph, steps, last_use, writes_into) if plan else ({}, [])
+
     for i, (kind, ref, ins, outs, node) in enumerate(steps):
         if kind == "fused":
             lhs = ", ".join(f"b{s}" for s in outs)
-            lines.append(f"{lhs}, = {ref}({', '.join(name(s) for s in ins)})")
+            args = [name(s) for s in ins]
+            if any(s in memory for s in outs):
+                args.append("out=(" + "".join(
+                    f"m[{memory[s]}], " if s in memory else "None, " for s in outs) + ")")
+            lines.append(f"{lhs}, = {ref}({', '.join(args)})")
         else:
             n, prim = ref, node.prim
             attrs = dict(node.attrs)
@@ -141,7 +165,10 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False):
                 else:
                     device = avals[ins[0]][2]
                 ns[f"k{n}"] = _kernel(prim, device, attrs)
-                lines.append(f"b{node.out} = k{n}({', '.join(name(s) for s in ins)})")
+                args = [name(s) for s in ins]
+                if node.out in memory:  # a ufunc writing into the plan's buffer
+                    args.append(f"out=m[{memory[node.out]}]")
+                lines.append(f"b{node.out} = k{n}({', '.join(args)})")
         # release what no later step reads
         for s in sorted(set(ins)):
             if last_use.get(s) == i and s not in outputs and s not in graph.constants \
@@ -164,10 +191,10 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False):
         else:
             results.append(f"T({src}, d{s})")
     lines.append("return (" + "".join(r + ", " for r in results).rstrip(" ") + ")")
-    params = ", ".join(f"b{s}" for s in graph.params)
-    source = f"def replay({params}):\n" + "".join(f"    {line}\n" for line in lines)
+    params = [f"b{s}" for s in graph.params] + (["m"] if kinds else [])
+    source = f"def replay({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in lines)
     exec(compile(source, f"<gpuad replay of {graph.name}>", "exec"), ns)
-    return ns["replay"], source.rstrip("\n")
+    return ns["replay"], source.rstrip("\n"), kinds
 
 
 def _producer(steps, slot) -> int:
@@ -175,3 +202,55 @@ def _producer(steps, slot) -> int:
         if slot in outs:
             return i
     return -1
+
+
+# Consumers that only read their inputs' buffers (never return them or a view of
+# them): a buffer of the plan's memory may feed them, since nothing outside the
+# replay can keep it.
+_READERS = frozenset({"unary", "binary", "unary_grad", "cast", "where", "matmul", "softmax",
+                      "softmax_xent", "arg_reduce", "one_hot", "concat", "gather"})
+
+
+def _reads_only(node) -> bool:
+    if node.effect is not None or "run" in node.attrs or node.prim.aliases:
+        return False
+    family = node.prim.family
+    if family == "reduce":
+        return bool(node.attrs.get("axes"))
+    return family in _READERS
+
+
+def plan_memory(graph: Graph, steps: list, last_use: dict, writes_into) -> dict:
+    """Buffers reused by liveness: ``{slot: buffer number}`` for the values a step
+    can write into a given buffer (``writes_into(step)``) and that never leave the
+    replay (not an output, read only by steps that do not keep them). A buffer
+    becomes free after the step that reads its value last, and a later value of
+    the same shape, dtype and device takes it: a steady-state replay allocates
+    only its outputs."""
+    consumers: dict[int, list] = {}
+    for i, (kind, _, ins, _, node) in enumerate(steps):
+        for s in ins:
+            consumers.setdefault(s, []).append(kind == "fused" or _reads_only(node))
+    outputs = set(graph.outputs)
+    assigned: dict[int, int] = {}
+    free: dict[tuple, list] = {}
+    kinds: list = []   # buffer number -> (shape, dtype, device)
+    release: dict[int, list] = {}
+    for i, step in enumerate(steps):
+        for b in release.pop(i - 1, ()):
+            free.setdefault(kinds[b], []).append(b)
+        if not writes_into(step):
+            continue
+        for s in step[3]:
+            if s in outputs or s not in consumers or not all(consumers[s]):
+                continue
+            aval = graph.avals[s]
+            pool = free.get(aval)
+            if pool:
+                b = pool.pop()
+            else:
+                b = len(kinds)
+                kinds.append(aval)
+            assigned[s] = b
+            release.setdefault(last_use[s], []).append(b)
+    return assigned, kinds
