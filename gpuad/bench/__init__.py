@@ -1,6 +1,6 @@
-"""``python -m gpuad bench``: gpuad's workloads side by side with PyTorch, JAX
-(op by op and ``jax.jit``), TensorFlow (eager and ``tf.function``) and HIPS
-autograd, on the CPU or a GPU, in one run.
+"""``python -m gpuad bench``: gpuad's workloads (eager and in ``gpuad.function``)
+side by side with PyTorch, JAX (op by op and ``jax.jit``), TensorFlow (eager and
+``tf.function``) and HIPS autograd, on the CPU or a GPU, in one run.
 
 Each workload (:mod:`.workloads`) is written once against a small adapter
 contract (:mod:`.libraries.base`), so every library runs the same computation.

@@ -38,8 +38,9 @@ def peers(report: dict) -> list:
 def markdown(report: dict) -> str:
     env, libs = report["environment"], report["libraries"]
     names = [n for n, lib in libs.items() if lib["status"] == "ok"]
-    others = [n for n in peers(report) if n != "gpuad-unfused"] + (
-        ["gpuad-unfused"] if "gpuad-unfused" in names else [])
+    # the ratios to the other libraries first, then to gpuad's own variants
+    others = ([n for n in peers(report) if not n.startswith("gpuad-")]
+              + [n for n in peers(report) if n.startswith("gpuad-")])
     dev = env["device"]
     v = env["versions"]
     lines = [f"# gpuad bench: {dev.get('name') or dev['kind']} ({dev['kind']}), {report['date'][:10]}", ""]

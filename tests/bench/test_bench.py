@@ -46,12 +46,67 @@ def test_every_library_agrees_with_the_float64_references(name, quick_workloads)
         lib.sync(program.step())  # a step runs after the check
 
 
-def test_the_emulated_device_runs_the_same_workloads(quick_workloads):
-    lib = _load("gpuad", "emulated")
+@pytest.mark.parametrize("name", ["gpuad", "gpuad-function"])
+def test_the_emulated_device_runs_the_same_workloads(name, quick_workloads):
+    lib = _load(name, "emulated")
     for w in quick_workloads:
         if w.name in ("quadratic", "chain16m"):  # slow on the emulator, and no kernel they alone use
             continue
         assert runner.check(w, w.program(lib).check())["passed"], w.name
+
+
+class _CountingFunction:
+    """Stands in for ``gpuad.function``: runs the function eagerly and records,
+    per compiled function, the signature of every call (each tensor argument's
+    shape and dtype, in lists as given) -- what a tracer traces once per -- and
+    any argument that is not a tensor."""
+
+    def __init__(self):
+        self.signatures = []   # per compiled function: the set of call signatures
+        self.calls = 0
+        self.not_tensors = []
+
+    def __call__(self, fn):
+        seen = set()
+        self.signatures.append(seen)
+
+        def compiled(*args):
+            self.calls += 1
+            seen.add(self._signature(args))
+            return fn(*args)
+        return compiled
+
+    def _signature(self, arg):
+        import gpuad as ad
+        if isinstance(arg, (list, tuple)):
+            return tuple(self._signature(a) for a in arg)
+        if not isinstance(arg, ad.Tensor):
+            self.not_tensors.append(arg)
+            return type(arg).__name__
+        return arg.shape, arg.dtype.name
+
+
+def test_gpuad_function_compiles_every_step_once(monkeypatch, quick_workloads):
+    """Every timed step of gpuad-function goes through ``gpuad.function``; the
+    compiled functions are made when the program is built (not per step) and
+    are called with tensors of one shape and dtype each, so a tracer traces
+    each once, not once per call."""
+    import gpuad as ad
+    counting = _CountingFunction()
+    monkeypatch.setattr(ad, "function", counting)
+    lib = _load("gpuad-function")
+    for w in quick_workloads:
+        program = w.program(lib)
+        assert runner.check(w, program.check())["passed"], w.name
+        lib.sync(program.step())  # a workload may build what it times on first use
+        made, calls = len(counting.signatures), counting.calls
+        for _ in range(2):
+            lib.sync(program.step())
+        assert len(counting.signatures) == made, f"{w.name}: a step made a new compiled function"
+        assert counting.calls > calls, f"{w.name}: a step ran outside gpuad.function"
+    assert not counting.not_tensors, f"arguments that are not tensors: {counting.not_tensors[:5]}"
+    for seen in counting.signatures:
+        assert len(seen) <= 1, f"a compiled function was called with {len(seen)} signatures: {seen}"
 
 
 @pytest.mark.parametrize("name", [n for n in libraries.ADAPTERS if not n.startswith("gpuad")])
@@ -291,12 +346,14 @@ def test_gpuad_makes_no_host_transfers_inside_the_timed_steps(tmp_path):
     """DESIGN rule 3, measured where it matters: the emulated device counts every
     host <-> device copy the same way the cuda device does."""
     _load("gpuad", "emulated")
-    code = bench.main(["--quick", "--device", "emulated", "--libs", "gpuad", "--out", str(tmp_path),
-                       "--workloads", "overhead,mlp128,hessian1m,transformer,adam100"])
+    code = bench.main(["--quick", "--device", "emulated", "--libs", "gpuad,gpuad-function",
+                       "--out", str(tmp_path), "--workloads", "overhead,mlp128,hessian1m,transformer,adam100"])
     assert code == 0
     (path,) = tmp_path.glob("emulated-*.json")
     for key, w in json.loads(path.read_text())["workloads"].items():
-        assert w["results"]["gpuad"]["transfers"] == 0, key
+        for name in ("gpuad", "gpuad-function"):
+            assert w["results"][name]["status"] == "ok", (key, name)
+            assert w["results"][name]["transfers"] == 0, (key, name)
 
 
 def test_a_device_gpuad_cannot_use_is_a_clear_error(tmp_path, capsys):

@@ -12,6 +12,7 @@ from .base import Library, OptSpec, Trainer, Unavailable, Updater
 ADAPTERS = {
     "gpuad": "gpuad_lib:Gpuad",
     "gpuad-unfused": "gpuad_lib:GpuadUnfused",
+    "gpuad-function": "gpuad_lib:GpuadFunction",
     "torch": "torch_lib:Torch",
     "jax": "jax_lib:Jax",
     "jax-jit": "jax_lib:JaxJit",

@@ -1,5 +1,14 @@
-"""gpuad itself: eager ops, ``GradientTape`` and gpuad's optimizers (one fused
-update per step on ``cuda``), on the device the benchmark asks for."""
+"""gpuad itself: ``GradientTape`` and gpuad's optimizers (one fused update per
+step on ``cuda``), on the device the benchmark asks for.
+
+Two columns of the tables: ``gpuad`` runs eagerly, op by op; ``gpuad-function``
+wraps each differentiated function, and each whole training or optimizer step
+(forward, backward and ``optimizer.apply``), once in ``gpuad.function`` and
+calls that for every later step and after ``reset()``, which only assigns the
+initial values back into the same parameter and optimizer variables (as the
+``tf-function`` adapter does). The compiled functions take tensors only, so a
+tracer traces each once.
+"""
 from __future__ import annotations
 
 import types
@@ -11,55 +20,78 @@ from .base import Library, Trainer, Unavailable, Updater
 _DEVICES = {"cpu": "cpu", "cuda": "cuda:0", "emulated": "emulated"}
 
 
-def _optimizer(ad, opt):
+def _optimizer(ad, variables, opt):
+    """A gpuad optimizer built for ``variables``: its slots exist before any
+    ``gpuad.function`` traces a step that applies it."""
     if opt.kind == "sgd":
-        return ad.optimizers.SGD(opt.lr)
-    return ad.optimizers.Adam(opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+        o = ad.optimizers.SGD(opt.lr)
+    else:
+        o = ad.optimizers.Adam(opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    o.build(variables)
+    return o
+
+
+def _variables(lib, params):
+    return [lib.ad.Variable(lib.const(np.asarray(p, np.float32)), name=f"p{i}")
+            for i, p in enumerate(params)]
 
 
 class _Trainer(Trainer):
     def __init__(self, lib, loss_fn, params, opt):
-        self._lib, self._loss_fn, self._spec = lib, loss_fn, opt
-        self._initial = [np.array(p, dtype=np.float32) for p in params]
         ad = lib.ad
-        self._vars = [ad.Variable(lib.const(p), name=f"p{i}") for i, p in enumerate(self._initial)]
-        self._opt = _optimizer(ad, opt)
+        self._initial = [np.array(p, dtype=np.float32) for p in params]
+        self._vars = _variables(lib, self._initial)
+        self._opt = _optimizer(ad, self._vars, opt)
+        # Its step count, learning rate and zero slots, to put back on reset.
+        self._opt_initial = [v.numpy() for v in self._opt.variables]
+
+        def value_and_grad(*batch):
+            with ad.GradientTape() as tape:
+                loss = loss_fn(lib.F, self._vars, *batch)
+            return loss, tape.gradient(loss, self._vars)
+
+        def train_step(*batch):
+            loss, grads = value_and_grad(*batch)
+            self._opt.apply(grads, self._vars)
+            return loss
+
+        self._value_and_grad = lib.compile(value_and_grad)
+        self._step = lib.compile(train_step)
 
     def value_and_grad(self, *batch):
-        with self._lib.ad.GradientTape() as tape:
-            loss = self._loss_fn(self._lib.F, self._vars, *batch)
-        return loss, tape.gradient(loss, self._vars)
+        return self._value_and_grad(*batch)
 
     def step(self, *batch):
-        loss, grads = self.value_and_grad(*batch)
-        self._opt.apply(grads, self._vars)
-        return loss
+        return self._step(*batch)
 
     def params(self):
         return [v.numpy() for v in self._vars]
 
     def reset(self):
-        for v, p in zip(self._vars, self._initial):
-            v.assign(self._lib.const(p))
-        self._opt = _optimizer(self._lib.ad, self._spec)
+        # Assign into the same variables (a compiled step holds them and the
+        # optimizer), so the step is not compiled again.
+        for v, a in zip(self._vars + self._opt.variables, self._initial + self._opt_initial):
+            v.assign(a)
 
 
 class _Updater(Updater):
     def __init__(self, lib, params, opt, fused):
-        ad = lib.ad
-        self._vars = [ad.Variable(lib.const(np.asarray(p, np.float32)), name=f"p{i}")
-                      for i, p in enumerate(params)]
+        self._vars = _variables(lib, params)
         # fused: one optimizer for all (one launch per step on cuda/emulated);
         # unfused: one optimizer per parameter, so one launch per parameter.
-        self._opts = ([_optimizer(ad, opt)] if fused
-                      else [_optimizer(ad, opt) for _ in self._vars])
+        opts = ([_optimizer(lib.ad, self._vars, opt)] if fused
+                else [_optimizer(lib.ad, [v], opt) for v in self._vars])
+
+        def update(grads):
+            if len(opts) == 1:
+                opts[0].apply(grads, self._vars)
+            else:
+                for o, g, v in zip(opts, grads, self._vars):
+                    o.apply([g], [v])
+        self._update = lib.compile(update)
 
     def step(self, grads):
-        if len(self._opts) == 1:
-            self._opts[0].apply(grads, self._vars)
-        else:
-            for o, g, v in zip(self._opts, grads, self._vars):
-                o.apply([g], [v])
+        self._update(grads)
 
     def params(self):
         return [v.numpy() for v in self._vars]
@@ -67,6 +99,7 @@ class _Updater(Updater):
 
 class Gpuad(Library):
     name = family = "gpuad"
+    mode = "eager"
     fused = True
 
     def __init__(self, device):
@@ -79,7 +112,7 @@ class Gpuad(Library):
             raise Unavailable(f"gpuad has no usable {device} device here "
                               f"(usable: {', '.join(ad.devices.available())})")
         self.dev = ad.devices.get(dev)
-        self.note = f"eager, device {self.dev.name}"
+        self.note = f"{self.mode}, device {self.dev.name}"
         nn = ad.nn
         self.F = types.SimpleNamespace(
             sin=ad.sin, cos=ad.cos, exp=ad.exp, tanh=ad.tanh, log=ad.log, sqrt=ad.sqrt,
@@ -90,6 +123,11 @@ class Gpuad(Library):
             softmax=nn.softmax, log_softmax=nn.log_softmax,
             layer_norm=lambda x, gamma, beta: nn.layer_norm(x, gamma, beta, epsilon=1e-5),
             gelu=nn.gelu)
+
+    def compile(self, fn):
+        """``fn`` as this variant runs it: eagerly here, in ``gpuad.function`` in
+        :class:`GpuadFunction`."""
+        return fn
 
     def const(self, a):
         with self.ad.device(self.dev):
@@ -116,7 +154,7 @@ class Gpuad(Library):
                 tape.watch(x)
                 y = fn(F, x)
             return tape.gradient(y, x)  # a non-scalar target is summed, as in TF
-        return grad
+        return self.compile(grad)
 
     def second_grad_of_sum(self, fn):
         ad, F = self.ad, self.F
@@ -129,7 +167,7 @@ class Gpuad(Library):
                     y = fn(F, x)
                 g = inner.gradient(y, x)
             return outer.gradient(g, x)
-        return grad2
+        return self.compile(grad2)
 
     def trainer(self, loss_fn, params, opt):
         return _Trainer(self, loss_fn, params, opt)
@@ -144,3 +182,21 @@ class GpuadUnfused(Gpuad):
     name = "gpuad-unfused"
     fused = False
     workloads = ("adam100",)
+
+
+class GpuadFunction(Gpuad):
+    """gpuad with every differentiated function and every whole training or
+    optimizer step in ``gpuad.function``: the counterpart of ``jax-jit`` and
+    ``tf-function``."""
+    name = "gpuad-function"
+    mode = "gpuad.function"
+
+    def __init__(self, device):
+        super().__init__(device)
+        if not hasattr(self.ad.function(lambda: None), "experimental_get_tracing_count"):
+            # gpuad.function still runs its function eagerly: the figures are the
+            # eager ones plus the call's overhead, and the table should say so.
+            self.note = f"{self.mode} (runs eagerly in this gpuad), device {self.dev.name}"
+
+    def compile(self, fn):
+        return self.ad.function(fn)
