@@ -191,12 +191,5 @@ class GpuadFunction(Gpuad):
     name = "gpuad-function"
     mode = "gpuad.function"
 
-    def __init__(self, device):
-        super().__init__(device)
-        if not hasattr(self.ad.function(lambda: None), "experimental_get_tracing_count"):
-            # gpuad.function still runs its function eagerly: the figures are the
-            # eager ones plus the call's overhead, and the table should say so.
-            self.note = f"{self.mode} (runs eagerly in this gpuad), device {self.dev.name}"
-
     def compile(self, fn):
         return self.ad.function(fn)
