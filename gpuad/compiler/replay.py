@@ -182,7 +182,16 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
 
     results = []
     if buffers:
-        results = [name(s) for s in graph.outputs]
+        # A branch's result that aliases a variable's buffer is copied: its lease
+        # ends with this replay, and the enclosing replay may still need the value
+        # after an optimizer step wrote into that buffer.
+        from ..ops.table import CAST
+        for s in graph.outputs:
+            if s in holder:
+                ns[f"x{s}"] = functools.partial(CAST.kernel(avals[s][2]), dtype=avals[s][1])
+                results.append(f"x{s}({name(s)})")
+            else:
+                results.append(name(s))
     for s in () if buffers else graph.outputs:
         ns[f"d{s}"] = avals[s][2]
         src = name(s)
