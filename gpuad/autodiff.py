@@ -12,6 +12,7 @@ import functools
 import inspect
 
 from . import nest
+from .compiler.trace import same_value
 from .ops.core import Primitive
 from .ops.operands import to_tensor
 from .tape import GradientTape, _state, record, stop_recording_all
@@ -250,7 +251,7 @@ def _call_custom(f, name, args, kwargs):
             f"{type(y).__name__}; gpuad's custom_gradient supports one output Tensor: stack the "
             f"outputs into one tensor (gpuad.stack) or decorate one function per output.")
     y = to_tensor(y)
-    out = Tensor(y._data, y._device)
+    out = same_value(y)
     if _state.stack:
         for tape in _state.stack:  # reading a variable inside f watches it, as usual
             if tape._watch_accessed:

@@ -184,13 +184,6 @@ class ConcreteFunction:
                 tracked = tape._tracked
                 if not any(x._id in tracked for x in inputs):
                     continue
-                if self._effects:
-                    raise NotImplementedError(
-                        f"gpuad.function {self.name!r} draws random numbers or changes variables, "
-                        f"and a GradientTape outside it differentiates through the call: its "
-                        f"backward would run those effects again. Put the GradientTape inside the "
-                        f"function (compile the whole training step), or call "
-                        f"{self.name}.python_function under the tape.")
                 tape._nodes.append((_CALL, inputs, None, None, out._id, {"fn": self, "k": k}))
                 tracked.add(out._id)
 
@@ -230,6 +223,13 @@ def _output(result, out_template, k):
 def _call_vjp(g, out, *inputs, fn, k):
     """The gradients of one call's output ``k`` with respect to its inputs (the
     tensor arguments, then the variables read), by the compiled backward."""
+    if fn._effects:
+        # The call itself ran; only its gradient is refused (before anything runs).
+        raise NotImplementedError(
+            f"gpuad.function {fn.name!r} draws random numbers or changes variables, and a "
+            f"GradientTape outside it differentiates through the call: its backward would run "
+            f"those effects again. Put the GradientTape inside the function (compile the whole "
+            f"training step), or call {fn.name}.python_function under the tape.")
     n = fn._n_tensors
     grads = fn._backward_function(k)(*inputs[:n], g)
     return list(grads)
@@ -359,16 +359,25 @@ class Function:
             raise TypeError(f"gpuad.function {self._name!r} has an input_signature of "
                             f"{len(sig)} argument(s) ({_specs_text(sig)}); it was called with "
                             f"{len(args)} positional and {len(kwargs)} keyword argument(s).")
-        try:
-            flat_specs = nest.flatten(sig)
-            flat_args = nest.flatten(list(args))
-            if len(flat_specs) != len(flat_args):
-                raise ValueError("structure")
-        except (ValueError, TypeError):
-            raise TypeError(f"gpuad.function {self._name!r}: the arguments {args!r} do not match "
-                            f"the structure of the input_signature ({_specs_text(sig)}).") from None
+        pairs = []  # (spec, argument): a spec takes a whole argument (a list becomes a tensor)
+
+        def match(spec, a):
+            if isinstance(spec, TensorSpec):
+                pairs.append((spec, a))
+            elif isinstance(spec, dict) and isinstance(a, dict) and set(spec) == set(a):
+                for key in spec:
+                    match(spec[key], a[key])
+            elif isinstance(spec, (list, tuple)) and isinstance(a, (list, tuple)) and \
+                    len(spec) == len(a):
+                for sp, x in zip(spec, a):
+                    match(sp, x)
+            else:
+                raise TypeError(f"gpuad.function {self._name!r}: the argument {a!r} does not "
+                                f"match the structure of the input_signature "
+                                f"({_specs_text(sig)}).")
+        match(list(sig), list(args))
         converted = []
-        for spec, a in zip(flat_specs, flat_args):
+        for spec, a in pairs:
             if isinstance(a, Variable):
                 a = a._read()
             if not isinstance(a, Tensor):
@@ -384,7 +393,15 @@ class Function:
                     f"{_specs_text(sig)}). Pass a tensor of that dtype and rank, or change the "
                     f"input_signature.")
             converted.append(a)
-        return tuple(nest.pack_sequence_as(list(args), converted)), {}
+        it = iter(converted)
+
+        def rebuild(spec, a):
+            if isinstance(spec, TensorSpec):
+                return next(it)
+            if isinstance(spec, dict):
+                return {k: rebuild(spec[k], a[k]) for k in a}
+            return type(a)(rebuild(sp, x) for sp, x in zip(spec, a))
+        return tuple(rebuild(sp, a) for sp, a in zip(sig, args)), {}
 
     # -- tracing ----------------------------------------------------------------------
     def _trace(self, key, args, kwargs) -> ConcreteFunction:
@@ -436,22 +453,26 @@ class Function:
         return concrete
 
     def _retrace_reason(self, key) -> str:
+        """Why ``key`` traces: what differs from the nearest signature traced before."""
         if not self._concrete:
             return "first call"
+        nearest = None
         for old in self._concrete:
             if len(old) != len(key):
                 continue
             diffs = [i for i, (a, b) in enumerate(zip(old, key)) if a != b]
-            if diffs:
-                i = diffs[0]
-                if i == 0:
-                    return f"new default device {key[0].name}"
-                part = key[i]
-                if isinstance(part, tuple) and len(part) == 3 and isinstance(part[1], np.dtype):
-                    return (f"new tensor signature for argument {i - 1}: shape {list(part[0])}, "
-                            f"{part[1].name}, {part[2].name}")
-                return f"new Python argument value at position {i - 1}: {part[-1]!r}"
-        return "new argument structure"
+            if diffs and (nearest is None or len(diffs) < len(nearest)):
+                nearest = diffs
+        if nearest is None:
+            return "new argument structure"
+        i = nearest[0]
+        if i == 0:
+            return f"new default device {key[0].name}"
+        part = key[i]
+        if isinstance(part, tuple) and len(part) == 3 and isinstance(part[1], np.dtype):
+            return (f"new tensor signature for argument {i - 1}: shape {list(part[0])}, "
+                    f"{part[1].name}, {part[2].name}")
+        return f"new Python argument value at position {i - 1}: {part[-1]!r}"
 
 
 def _structure_key(structure):

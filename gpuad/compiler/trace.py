@@ -47,28 +47,31 @@ class Traced(Tensor):
 
     def _refuse(self, what: str):
         t = current()
-        where = f"gpuad.function {t.name!r}" if t is not None else "a gpuad.function (it leaked out)"
+        where = (f"inside gpuad.function {t.name!r}" if t is not None else
+                 "that leaked out of the gpuad.function that traced it (return it from the "
+                 "function instead of keeping it)")
         raise TracingError(
-            f"{what} of a traced tensor (shape {list(self.shape)}, {self.dtype.name}) inside {where}: "
+            f"Cannot {what} a traced tensor (shape {list(self.shape)}, {self.dtype.name}) {where}: "
             f"its value is not known while the function is traced, only when it runs. For a branch "
             f"on a tensor use gpuad.cond(pred, true_fn, false_fn), for a loop gpuad.while_loop(cond, "
             f"body, loop_vars); pass Python values as arguments (each value traces once), or compute "
             f"it outside the function.")
 
     def numpy(self):
-        self._refuse("Converting to NumPy (.numpy())")
+        self._refuse("convert to NumPy (.numpy())")
 
     def __array__(self, dtype=None, copy=None):
-        self._refuse("Converting to a NumPy array")
+        self._refuse("convert to a NumPy array")
 
     def _scalar(self, kind):
-        self._refuse(f"Converting to a Python {kind.__name__} ({kind.__name__}(t), or `if t:`)")
+        self._refuse(f"convert to a Python {kind.__name__} ({kind.__name__}(t), or `if t:`)"
+                     if kind is bool else f"convert to a Python {kind.__name__} ({kind.__name__}(t))")
 
     def __index__(self):
-        self._refuse("Using as a Python index")
+        self._refuse("use as a Python index")
 
     def __dlpack__(self, *args, **kwargs):
-        self._refuse("Exporting through DLPack")
+        self._refuse("export through DLPack")
 
     def __repr__(self):
         return f"<gpuad.Tensor (traced) shape={self.shape} dtype={self.dtype.name} device={self.device}>"
@@ -212,6 +215,21 @@ class _Tracing:
             _tape._state.stack = self._hidden
             _tape._state.variable_reads = self._reads
         return False
+
+
+def same_value(x) -> Tensor:
+    """A new Tensor with ``x``'s value (a new identity for the tapes: what
+    ``stop_gradient`` and ``custom_gradient`` hand out). A traced ``x`` gives a
+    traced value of the same slot of the trace; an eager one a Tensor over the
+    same buffer, holding the same lease on a Variable's buffer."""
+    if type(x) is Traced:
+        t = current()
+        if t is None:
+            x._refuse("use")
+        return t.traced(t.slot(x))
+    out = Tensor(x._data, x._device)
+    out._lease = x._lease
+    return out
 
 
 def variable_created(value, name):

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..tensor import Tensor, Variable
 from . import table as T
+from . import core as _core
 from .core import bind
 from .operands import to_tensor
 from .shapes import _int_items, all_ints, normalize_axis, shape_arg
@@ -265,10 +266,14 @@ def stop_gradient(input):  # noqa: A002
     >>> float(tape.gradient(y, x))
     9.0
     """
-    x = input._lend() if isinstance(input, Variable) else to_tensor(input)
-    out = Tensor(x._data, x._device)
-    out._lease = x._lease  # the same buffer: the same lease on a Variable's buffer
-    return out
+    from ..compiler.trace import same_value
+    if isinstance(input, Variable):
+        if _core._pushed[0]:  # inside gpuad.function: a read the replay makes
+            from ..tape import stop_recording_all
+            with stop_recording_all():
+                return same_value(input._read())
+        return same_value(input._lend())
+    return same_value(to_tensor(input))
 
 
 # -- indexing ----------------------------------------------------------------------

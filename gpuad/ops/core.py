@@ -227,10 +227,22 @@ def bind(prim, inputs, **attrs):
             out = Tensor(k(*[x._data for x in inputs], **attrs), dev)
     except MemoryError as e:
         raise _out_of_memory(prim, aval, dev, e) from e
+    except (TypeError, AttributeError):
+        _check_not_traced(prim, inputs)
+        raise
     tapes = _tape_state.stack
     if tapes and prim.vjps is not None and aval[1].kind == "f":
         record(prim, inputs, out, attrs or None, tapes)
     return out
+
+
+def _check_not_traced(prim, inputs):
+    """A kernel failed on an input with no data: a traced value used outside the
+    gpuad.function trace it belongs to. Say so (TracingError) instead."""
+    from ..compiler.trace import Traced
+    for x in inputs:
+        if type(x) is Traced:
+            x._refuse(f"compute {prim.name} of")
 
 
 def _create(prim, attrs, aval):
