@@ -102,6 +102,18 @@ class Device:
 
     kernels: dict[str, frozenset[str]] = {}
 
+    #: The language of the generated kernels :meth:`compile` takes: ``"cuda"`` (CUDA C,
+    #: the kernel devices) or ``"cpp"`` (C++ loops, the cpu device); None: none.
+    generated_source: str | None = None
+
+    def compile(self, source: str):
+        """Compile a generated kernel ``source`` (in :attr:`generated_source`'s
+        language, from :mod:`gpuad.compiler`) and return its module: a handle on
+        which the device runs the source's functions (``cpu``: the loaded
+        ``ctypes`` library; kernel devices: a module with ``launch(kernel, n, args)``).
+        Compiled once per source and cached on disk."""
+        raise NotImplementedError(f"device {self.name} compiles no generated kernels")
+
     #: Whether ``optim`` (with ``in_place=True``) writes into the buffers it is given
     #: (the kernel devices), or always returns new ones (cpu): the caller must then
     #: not be interrupted between that write and adopting the results.

@@ -177,6 +177,13 @@ class CpuDevice(Device):
     kind = "cpu"
     kernels = KERNEL_SET
     optim_in_place = False  # cpu_optim computes every step on copies
+    generated_source = "cpp"
+
+    def compile(self, source):
+        """The ``ctypes`` library of generated C++ ``source`` (see
+        :mod:`gpuad.devices.cpp_build`); :class:`CompilerUnavailableError` without g++."""
+        from . import cpp_build
+        return cpp_build.load(cpp_build.build(source))
 
     def from_host(self, array):
         return np.array(array, copy=True)

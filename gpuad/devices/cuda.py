@@ -190,6 +190,7 @@ class CupyLauncher:
         self._functions: dict[str, object] = {}  # kernel -> cupy.cuda.Function
         self._occupancy: dict[tuple, int] = {}   # (kernel, block, shared_mem) -> blocks
         self._lock = threading.Lock()
+        self._generated: dict[str, _CudaGenerated] = {}  # generated source -> its module
 
     def target(self) -> str:
         """What the kernels are built as for this GPU: ``sm_90`` (a cubin), or PTX for
@@ -212,6 +213,20 @@ class CupyLauncher:
                         module = self._cupy.RawModule(path=str(compiled.path))
                     self._paths[family] = str(compiled.path)
                     self._modules[family] = module
+        return module
+
+    def compile(self, source: str):
+        """Generated CUDA C ``source`` compiled by NVRTC for this GPU
+        (:func:`nvrtc.compile_source`, cached on disk) and loaded; kept per source."""
+        module = self._generated.get(source)
+        if module is None:
+            with self._lock:
+                module = self._generated.get(source)
+                if module is None:
+                    compiled = nvrtc.compile_source(source, self.target())
+                    with self._device:
+                        raw = self._cupy.RawModule(path=str(compiled.path))
+                    module = self._generated[source] = _CudaGenerated(self, raw)
         return module
 
     def _alloc(self, alloc, nbytes):
@@ -328,3 +343,35 @@ class CupyLauncher:
         with self._device:
             rt.memcpyAsync(dst.data.ptr + dst_offset, src.data.ptr + src_offset, nbytes,
                            rt.memcpyDeviceToDevice, self._cupy.cuda.get_current_stream().ptr)
+
+
+class _CudaGenerated:
+    """A module of generated kernels on one GPU (:meth:`CupyLauncher.compile`)."""
+
+    def __init__(self, launcher: CupyLauncher, raw):
+        self.launcher, self.raw = launcher, raw
+        self._functions: dict[str, object] = {}
+        self._occupancy: dict[tuple, int] = {}
+
+    def _function(self, kernel):
+        fn = self._functions.get(kernel)
+        if fn is None:
+            with self.launcher._device:
+                fn = self._functions[kernel] = self.raw.get_function(kernel).kernel
+        return fn
+
+    def launch(self, kernel, grid, block, args, shared_mem=0):
+        fn = self._function(kernel)
+        with self.launcher._device:
+            fn((grid,), (block,), tuple(args), shared_mem=shared_mem)
+
+    def max_blocks_for(self, kernel, block, shared_mem=0):
+        key = (kernel, block, shared_mem)
+        blocks = self._occupancy.get(key)
+        if blocks is None:
+            fn = self._function(kernel)
+            with self.launcher._device:
+                per_sm = self.launcher._cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+                    fn.ptr, block, shared_mem)
+            blocks = self._occupancy[key] = max(1, int(per_sm)) * self.launcher.sm_count
+        return blocks

@@ -48,6 +48,7 @@ class HostLauncher:
         # Fill new buffers with NaN (floats) or a sentinel (ints) so an element a
         # kernel forgot to write shows up in tests.
         self.poison = os.environ.get("GPUAD_POISON") == "1" if poison is None else poison
+        self._generated: dict[str, _HostGenerated] = {}  # source hash -> module
 
     def module(self):
         if self._module is None:
@@ -57,6 +58,25 @@ class HostLauncher:
                     d = kernel_dir()
                     self._module = HostModule(sorted(d.glob("*.cu")), [d])
         return self._module
+
+    def compile(self, source: str):
+        """Generated CUDA C ``source`` built for the host: the file is written to
+        the build cache under its hash (host_build caches by path and text), built
+        with gpuad's kernel headers on the include path, and kept per source."""
+        import hashlib
+        from .host_build import cache_dir
+        from .kernel_sources import atomic_write
+        digest = hashlib.sha256(source.encode()).hexdigest()[:32]
+        module = self._generated.get(digest)
+        if module is None:
+            from .host_build import HostModule
+            folder = cache_dir() / "generated"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"generated-{digest}.cu"
+            if not path.is_file():
+                atomic_write(path, source.encode())
+            module = self._generated[digest] = _HostGenerated(self, HostModule([path], [kernel_dir()]))
+        return module
 
     def empty(self, shape, dtype):
         # host memory, as the cpu device's: a request the host cannot give raises
@@ -91,6 +111,19 @@ class HostLauncher:
         ``dst_offset`` (stands in for the cuda launcher's ``cudaMemcpyAsync``)."""
         import ctypes
         ctypes.memmove(dst.ctypes.data + dst_offset, src.ctypes.data + src_offset, nbytes)
+
+
+class _HostGenerated:
+    """A generated module on the host: launches with the launcher's block order seeds."""
+
+    def __init__(self, launcher: HostLauncher, module):
+        self.launcher, self.host_module = launcher, module
+
+    def launch(self, kernel, grid, block, args, shared_mem=0):
+        self.host_module.launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self.launcher._seeds))
+
+    def max_blocks_for(self, kernel, block, shared_mem=0):
+        return self.launcher.max_blocks
 
 
 def usable() -> list[str]:

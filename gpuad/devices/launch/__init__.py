@@ -163,6 +163,20 @@ class KernelDevice(Device):
         except RuntimeError as e:
             raise self._launch_error(kernel, e, op) from e
 
+    generated_source = "cuda"
+
+    def compile(self, source: str) -> "GeneratedModule":
+        """The module of a generated CUDA C ``source`` (:mod:`gpuad.compiler`),
+        compiled by the launcher (NVRTC on cuda, g++ on emulated; cached on disk),
+        whose kernels run with :meth:`GeneratedModule.launch`. A source that does
+        not compile raises :class:`KernelCompileError` with the compiler's log."""
+        from ..host_build import HostBuildError
+        try:
+            return GeneratedModule(self, self.launcher.compile(source))
+        except HostBuildError as e:
+            raise KernelCompileError(f"a generated kernel did not compile on device {self.name}.\n{e}",
+                                     files=["generated.cu"], log=str(e)) from e
+
     def max_blocks_for(self, kernel: str, block: int = L.BLOCK, shared_mem: int = 0) -> int:
         """How many blocks of ``kernel`` the device runs at once: from the occupancy
         API on cuda (the launcher's ``max_blocks_for``), else the launcher's fixed
@@ -197,3 +211,26 @@ class KernelDevice(Device):
                 self.launcher.synchronize()
         except RuntimeError as e:
             raise self._launch_error("copy_bytes (cudaMemcpyAsync)", e, op) from e
+
+
+class GeneratedModule:
+    """Generated kernels compiled for a :class:`KernelDevice` (:meth:`KernelDevice.compile`)."""
+
+    def __init__(self, dev: KernelDevice, module):
+        self.dev = dev
+        self.module = module  # the launcher's: launch(kernel, grid, block, args, shared_mem), max_blocks_for
+
+    def launch(self, kernel: str, n: int, args, op: str | None = None) -> None:
+        """Launch grid-stride ``kernel`` over ``n`` work items (n > 0) in blocks of
+        :data:`BLOCK` threads: enough blocks to cover n, at most as many as the device
+        runs at once, as :meth:`KernelDevice.launch` sizes the family kernels."""
+        dev = self.dev
+        try:
+            blocks = max(1, min((n + L.BLOCK - 1) // L.BLOCK, self.module.max_blocks_for(kernel, L.BLOCK, 0)))
+            self.module.launch(kernel, blocks, L.BLOCK, args, 0)
+            if dev.sync:
+                dev.launcher.synchronize()
+        except (MemoryError, TypeError, ValueError, CudaUnavailableError):
+            raise
+        except RuntimeError as e:
+            raise dev._launch_error(kernel, e, op) from e
