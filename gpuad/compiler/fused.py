@@ -150,11 +150,17 @@ class _CpuLoop:
 
     def __call__(self, inputs, outs):
         ptrs = [o.ctypes.data for o in outs]
+        held = []  # arrays made here live until the call returns (ptrs point into them)
         for x, contiguous in zip(inputs, self.contiguous):
+            if type(x) is not np.ndarray:  # a NumPy scalar (what a ufunc gives for 0-d inputs)
+                x = np.asarray(x)
+                held.append(x)
             if contiguous and not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
+                held.append(x)
             ptrs.append(x.ctypes.data)
         bits = self.fn(*ptrs, *self.tail)
+        del held
         if bits:
             _raise_for(self.group, bits)
 

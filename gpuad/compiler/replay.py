@@ -126,7 +126,7 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
     def writes_into(step):
         kind, ref, ins, outs, node = step
         if kind == "fused":
-            return len(outs) == 1 or bool(plan_fused_outputs)
+            return plan_fused_outputs
         return isinstance(ns.get(f"k{ref}") or _kernel_of(node, avals), np.ufunc) and not node.attrs
 
     memory, kinds = plan_memory(graph, steps, last_use, writes_into) if plan else ({}, [])
@@ -136,8 +136,7 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
             lhs = ", ".join(f"b{s}" for s in outs)
             args = [name(s) for s in ins]
             if any(s in memory for s in outs):
-                args.append("out=(" + "".join(
-                    f"m[{memory[s]}], " if s in memory else "None, " for s in outs) + ")")
+                args.append("out=(" + "".join(f"m[{memory[s]}], " for s in outs) + ")")
             lines.append(f"{lhs}, = {ref}({', '.join(args)})")
         else:
             n, prim = ref, node.prim
@@ -250,9 +249,11 @@ def plan_memory(graph: Graph, steps: list, last_use: dict, writes_into) -> dict:
             free.setdefault(kinds[b], []).append(b)
         if not writes_into(step):
             continue
-        for s in step[3]:
-            if s in outputs or s not in consumers or not all(consumers[s]):
-                continue
+        eligible = [s for s in step[3]
+                    if s not in outputs and s in consumers and all(consumers[s])]
+        if step[0] == "fused" and len(eligible) != len(step[3]):
+            continue  # a fused kernel writes all its results into given buffers, or none
+        for s in eligible:
             aval = graph.avals[s]
             pool = free.get(aval)
             if pool:
