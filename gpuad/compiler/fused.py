@@ -195,7 +195,10 @@ class _Launch:
         if not self.checked:
             self.module.launch(self.name, self.group.size, args, op=self.op)
             return
-        flag = dev.fill("fill", (1,), 0, _I32)
+        # a zeroed flag, by the fill kernel itself: dev.fill would remember the one-element
+        # buffer as holding 0 for ever (launch/elementwise.py), and this kernel writes it
+        flag = dev.empty((1,), _I32, op=self.op)
+        dev.launch("fill_i32", 1, (flag, np.int32(0), np.int64(1)), op=self.op)
         args.append(flag)
         self.module.launch(self.name, self.group.size, args, op=self.op)
         bits = int(dev.to_host(flag)[0])  # (one 4-byte transfer, as the eager checked kernels make)
