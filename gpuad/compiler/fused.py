@@ -33,6 +33,9 @@ _I32 = np.dtype(np.int32)
 _CTYPES = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double,
            np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64, np.dtype(np.bool_): ctypes.c_bool}
 
+_addressof = ctypes.addressof
+_from_buffer = ctypes.c_char.from_buffer
+
 _cache: dict = {}  # (group key, device name) -> FusedKernel
 _CACHE_CAP = 4096
 _lock = threading.Lock()
@@ -69,6 +72,10 @@ class FusedKernel:
         self._run = runner  # (inputs, outs) -> None; raises for bad integer operands
         self._out_specs = tuple((group.shape, group.ops[j].dtype) for j in group.outputs)
         self._in_specs = tuple((x.shape, x.dtype) for x in group.inputs)
+        self._arity, self._size = len(group.inputs), group.size
+        self._checked = any(op.checked for op in group.ops)
+        launcher = getattr(device, "launcher", None)
+        self._empty = launcher.empty if launcher is not None else np.empty
         #: False where the cpu device had no compiler: the group runs its NumPy kernels op by op
         self.fused = fused
 
@@ -77,31 +84,29 @@ class FusedKernel:
         return f"<FusedKernel [{prims}] {self.group.shape} on {self.device.name}{'' if self.fused else ' (unfused)'}>"
 
     def __call__(self, *inputs, out=None):
-        specs = self._in_specs
-        if len(inputs) != len(specs):
-            raise TypeError(f"{self!r} takes {len(specs)} input buffer(s), got {len(inputs)}")
-        for k, (x, (shape, dtype)) in enumerate(zip(inputs, specs)):
-            if x.shape != shape or x.dtype != dtype:
-                raise ValueError(f"{self!r}: input {k} must have shape {shape} and dtype {dtype}, got "
-                                 f"{tuple(x.shape)} and {x.dtype}")
+        if len(inputs) != self._arity:
+            raise TypeError(f"{self!r} takes {self._arity} input buffer(s), got {len(inputs)}")
+        for x, spec in zip(inputs, self._in_specs):
+            if (x.shape, x.dtype) != spec:
+                self._bad_input(inputs)
         if out is None:
             empty = self._empty
-            outs = tuple(empty(shape, dtype) for shape, dtype in self._out_specs)
+            outs = tuple([empty(shape, dtype) for shape, dtype in self._out_specs])
         else:
             outs = tuple(out)
             self._check_out(outs)
-        if self.group.size:
+        if self._size:
             self._run(inputs, outs)
-        elif any(op.checked for op in self.group.ops):
+        elif self._checked:
             # nothing to compute, but the eager kernels check a non-empty divisor anyway
             _Eager(self.group, self.device)(inputs, None)
         return outs
 
-    @property
-    def _empty(self):
-        dev = self.device
-        launcher = getattr(dev, "launcher", None)
-        return launcher.empty if launcher is not None else np.empty
+    def _bad_input(self, inputs):
+        for k, (x, (shape, dtype)) in enumerate(zip(inputs, self._in_specs)):
+            if x.shape != shape or x.dtype != dtype:
+                raise ValueError(f"{self!r}: input {k} must have shape {shape} and dtype {dtype}, got "
+                                 f"{tuple(x.shape)} and {x.dtype}")
 
     def _check_out(self, outs):
         if len(outs) != len(self._out_specs):
@@ -145,22 +150,21 @@ class _CpuLoop:
         fn.argtypes = argtypes
         fn.restype = ctypes.c_int
         self.fn, self.tail, self.group = fn, tuple(tail), group
-        # an input read at the flat index must be C-contiguous; a scalar is read at [0]
-        self.contiguous = tuple(kind != "scalar" for kind in acc.kinds)
 
     def __call__(self, inputs, outs):
-        ptrs = [o.ctypes.data for o in outs]
-        held = []  # arrays made here live until the call returns (ptrs point into them)
-        for x, contiguous in zip(inputs, self.contiguous):
-            if type(x) is not np.ndarray:  # a NumPy scalar (what a ufunc gives for 0-d inputs)
-                x = np.asarray(x)
-                held.append(x)
-            if contiguous and not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x)
-                held.append(x)
-            ptrs.append(x.ctypes.data)
+        ptrs, copies = [], []
+        for a in (*outs, *inputs):
+            if type(a) is not np.ndarray:  # a NumPy scalar (what a ufunc gives for 0-d inputs)
+                a = np.asarray(a)
+                copies.append(a)  # (alive until the call returns)
+            try:  # (a writable C-contiguous array: 5x faster than a.ctypes.data)
+                ptrs.append(_addressof(_from_buffer(a)))
+            except (TypeError, ValueError, BufferError):  # read-only, or not contiguous: copied
+                if not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                    copies.append(a)  # (alive until the call returns)
+                ptrs.append(a.ctypes.data)
         bits = self.fn(*ptrs, *self.tail)
-        del held
         if bits:
             _raise_for(self.group, bits)
 
@@ -194,7 +198,10 @@ class _Launch:
         if not self.checked:
             self.module.launch(self.name, self.group.size, args, op=self.op)
             return
-        flag = dev.fill("fill", (1,), 0, _I32)
+        # a zeroed flag, by the fill kernel itself: dev.fill would remember the one-element
+        # buffer as holding 0 for ever (launch/elementwise.py), and this kernel writes it
+        flag = dev.empty((1,), _I32, op=self.op)
+        dev.launch("fill_i32", 1, (flag, np.int32(0), np.int64(1)), op=self.op)
         args.append(flag)
         self.module.launch(self.name, self.group.size, args, op=self.op)
         bits = int(dev.to_host(flag)[0])  # (one 4-byte transfer, as the eager checked kernels make)
