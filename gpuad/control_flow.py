@@ -39,9 +39,12 @@ __all__ = ["cond", "while_loop"]
 
 
 def _leaves(result, what: str) -> list:
-    """A branch's (or body's) result as a list of Tensors (Variables read, numbers converted)."""
+    """A branch's (or body's) result as a list of Tensors (Variables read, numbers
+    converted); a branch returning None (run for its effects) has none."""
     out = []
     for leaf in nest.flatten(result):
+        if leaf is None and result is None:
+            continue
         if isinstance(leaf, Variable):
             leaf = leaf._read()
         elif not isinstance(leaf, Tensor):
@@ -168,16 +171,24 @@ def cond(pred, true_fn=None, false_fn=None, name=None):
     _record(_COND_OUT, (pred, *captured, *reads), outs,
             {"true_fn": true_fn, "false_fn": false_fn, "n_caps": len(captured)},
             effectful=_effect(true_g.graph, false_g.graph) in ("write", "random"), what="gpuad.cond")
-    return nest.pack_sequence_as(true_g.structure, outs) if nest.flatten(true_g.structure) else None
+    if true_g.structure is None:
+        return None
+    return nest.pack_sequence_as(true_g.structure, outs)
+
+
+def _same_structure(a, b) -> bool:
+    """Whether two results nest the same way (list vs tuple, dict keys, leaves)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return type(a) is type(b) and set(a) == set(b) and all(
+            _same_structure(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(
+            _same_structure(x, y) for x, y in zip(a, b))
+    return (a is None) == (b is None)
 
 
 def _check_same(a: _Subgraph, b: _Subgraph):
-    try:
-        nest.pack_sequence_as(a.structure, nest.flatten(b.structure))
-        same = len(nest.flatten(a.structure)) == len(nest.flatten(b.structure))
-    except (ValueError, TypeError, StopIteration):
-        same = False
-    if not same:
+    if not _same_structure(a.structure, b.structure):
         raise ValueError(f"gpuad.cond: true_fn and false_fn must return the same structure; "
                          f"true_fn returned {a.structure!r}, false_fn {b.structure!r}.")
     for i, (x, y) in enumerate(zip(a.avals, b.avals)):
@@ -276,7 +287,7 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
 
     def call(fn, values):
         packed = nest.pack_sequence_as(structure, values)
-        return fn(packed) if single else fn(*packed)
+        return fn(packed[0]) if single else fn(*packed)
 
     values = _leaves(structure, "gpuad.while_loop's loop_vars")
     t = _current_tracer()

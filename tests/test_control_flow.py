@@ -75,12 +75,6 @@ def test_cond_non_callable_raises_type_error(device):
         ad.cond(True, lambda: x)  # false_fn missing
 
 
-_SINGLE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: a single (non-list) loop var reaches cond/body wrapped in a list "
-    "(control_flow.while_loop's call() passes packed, not packed[0])"))
-
-
-@_SINGLE_BUG
 def test_while_loop_eager_single_tensor_loop_var(device):
     # tf.while_loop(lambda i: i < 10, lambda i: i + 1, tf.constant(0)) -> tf.Tensor 10
     i = ad.while_loop(lambda i: i < 10, lambda i: i + 1, ad.constant(0))
@@ -319,7 +313,6 @@ def test_while_traced_trip_count_from_tensor_argument(device):
     assert f.experimental_get_tracing_count() == 1
 
 
-@_SINGLE_BUG
 def test_while_traced_single_tensor_loop_var(device):
     @ad.function
     def f(n):
@@ -610,24 +603,17 @@ def test_cond_traced_branches_must_have_same_structure(device):
         f(ad.constant(1.0))
 
 
-_STRUCT_RUNTIME_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: true_fn with more leaves than false_fn: _check_same's pack_sequence_as raises "
-    "StopIteration inside a generator -> RuntimeError, not the structure ValueError"))
-_STRUCT_SILENT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: traced cond accepts branches of different structure with equal leaf counts "
-    "(only the leaf count is compared) and relabels false_fn's outputs in true_fn's structure"))
 
 
 @pytest.mark.parametrize("t_out, f_out", [
-    pytest.param(lambda x: (x, x), lambda x: x, id="pair-vs-tensor", marks=_STRUCT_RUNTIME_BUG),
-    pytest.param(lambda x: [x, x, x], lambda x: [x, x], id="list-3-vs-2", marks=_STRUCT_RUNTIME_BUG),
+    pytest.param(lambda x: (x, x), lambda x: x, id="pair-vs-tensor"),
+    pytest.param(lambda x: [x, x, x], lambda x: [x, x], id="list-3-vs-2"),
     pytest.param(lambda x: {"a": x, "b": x}, lambda x: {"a": x}, id="dict-2-vs-1"),
     pytest.param(lambda x: [x], lambda x: [x, x], id="list-1-vs-2"),
-    pytest.param(lambda x: {"a": x}, lambda x: {"b": x}, id="dict-keys", marks=_STRUCT_SILENT_BUG),
-    pytest.param(lambda x: (x, x), lambda x: [x, x], id="tuple-vs-list", marks=_STRUCT_SILENT_BUG),
-    pytest.param(lambda x: x, lambda x: (x,), id="tensor-vs-1-tuple", marks=_STRUCT_SILENT_BUG),
-    pytest.param(lambda x: (x, (x, x)), lambda x: ((x, x), x), id="nesting",
-                 marks=_STRUCT_SILENT_BUG),
+    pytest.param(lambda x: {"a": x}, lambda x: {"b": x}, id="dict-keys"),
+    pytest.param(lambda x: (x, x), lambda x: [x, x], id="tuple-vs-list"),
+    pytest.param(lambda x: x, lambda x: (x,), id="tensor-vs-1-tuple"),
+    pytest.param(lambda x: (x, (x, x)), lambda x: ((x, x), x), id="nesting"),
 ])
 def test_cond_traced_structure_mismatch_raises(device, t_out, f_out):
     # tf.cond inside tf.function: "true_fn and false_fn arguments to tf.cond must have the
@@ -641,9 +627,6 @@ def test_cond_traced_structure_mismatch_raises(device, t_out, f_out):
         f(ad.constant(1.0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: inside gpuad.function a branch returning None (side effects only) raises "
-    "TypeError('... returned None, which is not a tensor'); eager cond and tf.cond accept it"))
 def test_cond_traced_branches_returning_none_for_side_effects(device):
     v = ad.Variable(1.0)
 

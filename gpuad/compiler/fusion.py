@@ -15,6 +15,8 @@ group reads (later nodes, the graph's outputs); the others never leave the kerne
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .graph import Graph
@@ -25,11 +27,24 @@ _FAMILIES = frozenset({"unary", "binary", "unary_grad", "where", "cast"})
 _DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))
 
 
+# On the cpu device NumPy computes these functions with vectorised (SIMD) code,
+# while a generated loop calls the C library's scalar ones (no fast-math: results
+# must match NumPy's to a few ulps), about twice as slow. Past a size where the
+# cost of a call no longer dominates, they stay NumPy calls (into planned buffers)
+# and split the groups around them.
+_LIBM = frozenset("exp log log1p expm1 sin cos tan tanh sigmoid softplus erf pow sin_grad "
+                  "cos_grad".split())
+_CPU_LARGE = 1 << 14
+
+
 def _fusible(node, avals) -> bool:
     prim = node.prim
     if prim.family not in _FAMILIES or prim.functor is None or node.effect is not None:
         return False
     if type(node.out) is not int or avals[node.out][1] not in _DTYPES:
+        return False
+    shape, _, device = avals[node.out]
+    if device.kind == "cpu" and prim.name in _LIBM and math.prod(shape) > _CPU_LARGE:
         return False
     return all(avals[s][1] in _DTYPES for s in node.inputs)
 

@@ -47,16 +47,20 @@ def compile_graph(graph: Graph, buffers: bool = False) -> tuple:
     stats = passes.optimize(graph)
     fused_steps = {}
     if _fusion_enabled():
-        from .codegen import compile_group
+        from .codegen import compile_groups
+        found = []  # (members, group, inputs, results, device)
         for members in fuse(graph):
             group, inputs, results = group_plan(graph, members)
-            if not results:
-                continue
-            device = graph.avals[graph.nodes[members[0]].out][2]
-            kernel = compile_group(group, device)
-            step = FusedStep(group, kernel, device, inputs, results)
-            graph.fused.append(step)
-            fused_steps[members[0]] = (kernel, inputs, results, set(members))
+            if results:
+                found.append((members, group, inputs, results,
+                              graph.avals[graph.nodes[members[0]].out][2]))
+        for device in {f[4] for f in found}:
+            # every group of a device in one compiler run and one module
+            mine = [f for f in found if f[4] is device]
+            kernels = compile_groups([f[1] for f in mine], device)
+            for (members, group, inputs, results, _), kernel in zip(mine, kernels):
+                graph.fused.append(FusedStep(group, kernel, device, inputs, results))
+                fused_steps[members[0]] = (kernel, inputs, results, set(members))
     stats["fused"] = sum(len(s[3]) for s in fused_steps.values())
     stats["kernels"] = len(fused_steps)
     replay, source, memory = build_replay(graph, fused_steps, buffers=buffers)

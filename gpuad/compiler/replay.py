@@ -143,8 +143,8 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
             attrs = dict(node.attrs)
             if "run" in attrs:  # cond / while_loop: runs its branches' replays on buffers
                 ns[f"e{n}"] = attrs["run"]
-                lhs = "".join(f"b{o}, " for o in outs)
-                lines.append(f"{lhs}= e{n}({', '.join(name(s) for s in ins)})")
+                lhs = "".join(f"b{o}, " for o in outs) + "= " if outs else ""
+                lines.append(f"{lhs}e{n}({', '.join(name(s) for s in ins)})")
             elif prim is READ_VARIABLE:
                 ns[f"v{n}"] = attrs["variable"]
                 if node.out in holder:

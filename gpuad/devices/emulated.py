@@ -29,7 +29,9 @@ __all__ = ["device", "HostLauncher", "usable"]
 
 def device(name: str = "emulated") -> KernelDevice:
     """The ``emulated`` device: the launch layer over a :class:`HostLauncher`."""
-    return KernelDevice(HostLauncher())
+    dev = KernelDevice(HostLauncher())
+    dev.generated_block = 32  # fibers per generated module (see KernelDevice.generated_block)
+    return dev
 
 
 class HostLauncher:

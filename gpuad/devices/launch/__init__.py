@@ -164,6 +164,11 @@ class KernelDevice(Device):
             raise self._launch_error(kernel, e, op) from e
 
     generated_source = "cuda"
+    #: Threads per block of generated (grid-stride) kernels. The emulated device runs
+    #: each thread of a block as a fiber with its own stack, and each generated module
+    #: keeps its own fibers (two memory mappings each): small blocks keep the process
+    #: far from its mapping limit when thousands of functions are compiled.
+    generated_block = L.BLOCK
 
     def compile(self, source: str) -> "GeneratedModule":
         """The module of a generated CUDA C ``source`` (:mod:`gpuad.compiler`),
@@ -225,9 +230,10 @@ class GeneratedModule:
         :data:`BLOCK` threads: enough blocks to cover n, at most as many as the device
         runs at once, as :meth:`KernelDevice.launch` sizes the family kernels."""
         dev = self.dev
+        block = dev.generated_block
         try:
-            blocks = max(1, min((n + L.BLOCK - 1) // L.BLOCK, self.module.max_blocks_for(kernel, L.BLOCK, 0)))
-            self.module.launch(kernel, blocks, L.BLOCK, args, 0)
+            blocks = max(1, min((n + block - 1) // block, self.module.max_blocks_for(kernel, block, 0)))
+            self.module.launch(kernel, blocks, block, args, 0)
             if dev.sync:
                 dev.launcher.synchronize()
         except (MemoryError, TypeError, ValueError, CudaUnavailableError):
