@@ -13,7 +13,10 @@
 #   2. kernels.log      python -m gpuad kernels --check --arch native: every kernel
 #                       family compiled by NVRTC for this GPU (this also fills the
 #                       kernel cache the later steps use)
-#   3. pytest.log       the cuda-marked tests (python -m pytest -m cuda)
+#   3. pytest.log       the cuda-marked tests (python -m pytest -m cuda), but for
+#                       gpuad.function's, which compile a module per function:
+#   3b. function.log    a sample of them: fused kernels (tests/compiler), compiled
+#                       training loops, replays without transfers, control flow
 #   4. bandwidth.log    benchmarks/kernels.py: each kernel family's bandwidth against
 #                       a device-to-device copy, and the launch overhead (+ JSON)
 #   5. bench.log        python -m gpuad bench --device cuda --quick, beside PyTorch and
@@ -41,11 +44,13 @@ PY=${PYTHON:-python3}
 if [ "$DEVICE" = emulated ]; then
     ARCH=sm_90
     PYTEST=(-m "cuda and not slow" --co)   # collects only: there is no GPU to run them on
+    FUNCTION=(-m "cuda and not slow" --co)
     BANDWIDTH=(--device emulated --elements 65536 --repeats 2 --inner 1 --warmup 1)
-    BENCH=(--device emulated --quick --libs gpuad --workloads overhead,quadratic)
+    BENCH=(--device emulated --quick --libs gpuad,gpuad-function --workloads overhead,quadratic)
 else
     ARCH=native
     PYTEST=(-m cuda)
+    FUNCTION=(-m cuda -k "codegen or training_loop or no_transfer or while_loop_traced or cond_traced")
     BANDWIDTH=(--device cuda)
     BENCH=(--device cuda --quick)
 fi
@@ -84,9 +89,12 @@ export -f environment
 export PY
 step environment 30 bash -c environment
 step kernels 90 "$PY" -m gpuad kernels --check --arch "$ARCH"
-step pytest 180 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "${PYTEST[@]}"
-step bandwidth 90 "$PY" benchmarks/kernels.py "${BANDWIDTH[@]}" --out "$OUT"
-step bench 90 "$PY" -m gpuad bench "${BENCH[@]}" --out "$OUT"
+step pytest 150 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "${PYTEST[@]}" \
+    --ignore=tests/test_function.py --ignore=tests/test_control_flow.py --ignore=tests/compiler
+step function 60 "$PY" -m pytest -q -p no:cacheprovider --durations=10 "${FUNCTION[@]}" \
+    tests/test_function.py tests/test_control_flow.py tests/compiler
+step bandwidth 70 "$PY" benchmarks/kernels.py "${BANDWIDTH[@]}" --out "$OUT"
+step bench 80 "$PY" -m gpuad bench "${BENCH[@]}" --out "$OUT"
 echo "done: $([ $failed -eq 0 ] && echo 'every step passed' || echo 'SOME STEPS FAILED'); logs in $OUT" \
     | tee -a "$OUT/summary.txt"
 exit $failed

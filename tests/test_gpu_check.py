@@ -28,7 +28,7 @@ def test_gpu_check_runs_every_step_on_emulated(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = re.findall(r"^== (\w+):", summary, re.M)
-    assert steps == ["environment", "kernels", "pytest", "bandwidth", "bench"]
+    assert steps == ["environment", "kernels", "pytest", "function", "bandwidth", "bench"]
     assert re.findall(r"exit (\d+) after", summary) == ["0"] * 5
     assert "every step passed" in summary
     for step in steps:
@@ -44,4 +44,4 @@ def test_gpu_check_limits_fit_in_eight_minutes():
     """Each step's time limit is in the script; together they must leave the run
     under 8 minutes (a lent GPU's session has about 15, start-up included)."""
     limits = [int(n) for n in re.findall(r"^step \w+ (\d+) ", SCRIPT.read_text(), re.M)]
-    assert len(limits) == 5 and sum(limits) <= 8 * 60
+    assert len(limits) == 6 and sum(limits) <= 8 * 60

@@ -50,6 +50,17 @@ def _run_effect(prim, attrs, devices, *buffers_and_holders):
     return None if out is None else out._data
 
 
+def _contiguous(constant):
+    """A constant's buffer, C-contiguous: a folded ``broadcast_to`` is a view with
+    zero strides, which a generated kernel would otherwise copy on every call."""
+    data = constant._data
+    flags = getattr(data, "flags", None)
+    if flags is None or flags.c_contiguous:
+        return data
+    from ..ops.table import CAST
+    return CAST.kernel(constant._device)(data, dtype=data.dtype)
+
+
 def _kernel(prim, device, attrs):
     k = prim.kernel(device)
     return functools.partial(k, **attrs) if attrs else k
@@ -101,7 +112,7 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
             last_use[s] = i
     outputs = set(graph.outputs)
     for s in graph.constants:
-        ns[f"c{s}"] = graph.constants[s]._data
+        ns[f"c{s}"] = _contiguous(graph.constants[s])
 
     # Lease holders: a read of a variable on a device that updates in place, and
     # the views of it (aliasing rows), share the read's lease until the last of
