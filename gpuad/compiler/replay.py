@@ -12,13 +12,15 @@ Tensor would, so an optimizer step later in the same plan never writes into a
 buffer that is still needed (or returned).
 
 >>> import gpuad as ad
->>> f = ad.function(lambda x: x * x + 1.0)
->>> print(f.get_concrete_function(ad.constant([1.0, 2.0])).replay_source)  # doctest: +ELLIPSIS
-def replay(b0):
-    b3 = k0(b0, b0)
-    b4 = k1(b3, c2)
-    del b3
-    return (T(b4, d4),)
+>>> f = ad.function(lambda x: ad.reduce_sum(x * x, axis=0))
+>>> print(f.get_concrete_function(ad.constant([1.0, 2.0])).replay_source)
+def replay(b0, m):
+    b1 = k0(b0, b0, out=m[0])
+    b2 = k1(b1)
+    del b1
+    return (T(b2, d2),)
+
+(``m`` holds the plan's reused buffers; ``k0`` is NumPy's multiply, writing into one.)
 """
 from __future__ import annotations
 
