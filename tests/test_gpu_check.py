@@ -29,7 +29,7 @@ def test_gpu_check_runs_every_step_on_emulated(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = re.findall(r"^== (\w+):", summary, re.M)
     assert steps == ["environment", "kernels", "pytest", "function", "bandwidth", "bench"]
-    assert re.findall(r"exit (\d+) after", summary) == ["0"] * 5
+    assert re.findall(r"exit (\d+) after", summary) == ["0"] * 6
     assert "every step passed" in summary
     for step in steps:
         assert (out / f"{step}.log").stat().st_size > 0
