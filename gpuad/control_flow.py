@@ -168,9 +168,10 @@ def cond(pred, true_fn=None, false_fn=None, name=None):
     outs = _node(t, _COND, (pred, *captured), true_g.avals, effect=_effect(true_g.graph, false_g.graph),
                  attrs={"run": run_cond, "true_fn": true_g.graph, "false_fn": false_g.graph,
                         "reads": reads})
-    _record(_COND_OUT, (pred, *captured, *reads), outs,
-            {"true_fn": true_fn, "false_fn": false_fn, "n_caps": len(captured)},
-            effectful=_effect(true_g.graph, false_g.graph) in ("write", "random"), what="gpuad.cond")
+    if _tape._state.stack:
+        _tape.record_outputs(_COND_OUT, (pred, *captured, *reads), outs, {
+            "true_fn": true_fn, "false_fn": false_fn, "n_caps": len(captured),
+            "effectful": _effect(true_g.graph, false_g.graph) in ("write", "random")})
     if true_g.structure is None:
         return None
     return nest.pack_sequence_as(true_g.structure, outs)
@@ -206,35 +207,18 @@ def _node(t: Tracer, prim, inputs, avals, effect, attrs) -> list:
     return [t.traced(s) for s in outs]
 
 
-def _record(prim, inputs, outs, attrs, effectful, what):
-    """Note the node on the function's tapes: one tape node per float result,
-    whose VJP differentiates the branches (``prim.vjp_all``); reads of variables
-    inside are noted (auto-watch) as eager reads are."""
-    stack = _tape._state.stack
-    if not stack:
-        return
-    for x in inputs:
-        if isinstance(x, Variable):
-            _tape.note_read(x, None, None)
-    for k, out in enumerate(outs):
-        if out._data.dtype.kind != "f":
-            continue
-        for tape in stack:
-            tracked = tape._tracked
-            if not any(x._id in tracked for x in inputs):
-                continue
-            if effectful:
-                raise NotImplementedError(
-                    f"{what} inside gpuad.function changes variables or draws random numbers in a "
-                    f"branch, under a GradientTape that differentiates through it: its gradient "
-                    f"would run those effects again. Move the effects out of the branch.")
-            tape._nodes.append((prim, inputs, None, None, out._id, dict(attrs, k=k)))
-            tracked.add(out._id)
+def _refuse_effects(what):
+    raise NotImplementedError(
+        f"{what} inside gpuad.function changes variables or draws random numbers in a "
+        f"branch, and a GradientTape differentiates through it: its gradient would run those "
+        f"effects again. Move the effects out of the branch (or the loop's body).")
 
 
-def _cond_vjp(g, out, pred, *inputs, true_fn, false_fn, n_caps, k):
+def _cond_vjp(g, out, pred, *inputs, true_fn, false_fn, n_caps, effectful, k):
     """The gradients of a traced cond's output ``k``: a cond of each branch's gradient
     with respect to the captured values and the variables read."""
+    if effectful:
+        _refuse_effects("gpuad.cond")
     caps, reads = list(inputs[:n_caps]), list(inputs[n_caps:])
     sources = [c for c in caps if c.dtype.is_floating] + reads
 
@@ -362,9 +346,9 @@ def _traced_loop(t, cond, body, call, values, structure, single, maximum_iterati
                         "maximum_iterations": maximum_iterations})
     if keep:
         history = outs.pop()
-        _record(_WHILE_OUT, (*values, *captured, *reads, history), outs,
-                {"body": lambda *vs: call(body, list(vs)), "n_vars": n, "n_caps": len(captured)},
-                effectful=_effect(body_g.graph) in ("write", "random"), what="gpuad.while_loop")
+        _tape.record_outputs(_WHILE_OUT, (*values, *captured, *reads, history), outs, {
+            "body": lambda *vs: call(body, list(vs)), "n_vars": n, "n_caps": len(captured),
+            "effectful": _effect(body_g.graph) in ("write", "random")})
     packed = nest.pack_sequence_as(structure, outs)
     return packed[0] if single else packed
 
@@ -381,10 +365,12 @@ class _Like:
 _HISTORY = __import__("numpy").dtype(object)  # the loop variables of every iteration (a list)
 
 
-def _while_vjp(g, out, *inputs, body, n_vars, n_caps, k):
+def _while_vjp(g, out, *inputs, body, n_vars, n_caps, effectful, k):
     """The gradients of a traced loop's output ``k`` with respect to the initial
     loop variables, the captured values and the variables read: the body's
     gradient run over the recorded iterations in reverse."""
+    if effectful:
+        _refuse_effects("gpuad.while_loop")
     t = _current_tracer()
     values, caps = list(inputs[:n_vars]), list(inputs[n_vars:n_vars + n_caps])
     reads, history = list(inputs[n_vars + n_caps:-1]), inputs[-1]

@@ -170,22 +170,9 @@ class ConcreteFunction:
 
     # -- differentiating through a call ---------------------------------------------
     def _record(self, tensors, outs):
-        """Under a tape: the variables read inside are read as eagerly (auto-watched,
-        noted for custom_gradient), and each float output depending on a tracked
-        input becomes one node whose VJP is the compiled backward function."""
-        for v in self._reads:
-            _tape.note_read(v, None, None)
-        stack = _tape._state.stack
-        inputs = tuple(tensors) + tuple(self._reads)
-        for k, out in enumerate(outs):
-            if out._data.dtype.kind != "f":
-                continue
-            for tape in stack:
-                tracked = tape._tracked
-                if not any(x._id in tracked for x in inputs):
-                    continue
-                tape._nodes.append((_CALL, inputs, None, None, out._id, {"fn": self, "k": k}))
-                tracked.add(out._id)
+        """Under a tape: one node per float result whose VJP is the compiled
+        backward function; the variables read inside are inputs too."""
+        _tape.record_outputs(_CALL, tuple(tensors) + tuple(self._reads), outs, {"fn": self})
 
     def _backward_function(self, k) -> "Function":
         """The compiled gradient of output ``k``: (tensor arguments..., dy) -> the

@@ -136,6 +136,27 @@ def note_read(v: Variable, value, prim) -> None:
             tape._tracked.add(value._id)
 
 
+def record_outputs(prim, inputs, outs, attrs) -> None:
+    """Note a call with several results (a compiled function's call, a traced cond
+    or while_loop) on this thread's tapes: variables among ``inputs`` are read as
+    eagerly (auto-watched, noted for custom_gradient), and each float result that
+    depends on an input a tape tracks becomes one node of its own, with ``attrs``
+    and ``k`` (the result's index), keeping every input: ``prim.vjp_all`` gives
+    all the inputs' gradients of result ``k`` at once."""
+    for x in inputs:
+        if isinstance(x, Variable):
+            note_read(x, None, None)
+    stack = _state.stack
+    for k, out in enumerate(outs):
+        if out._data.dtype.kind != "f":
+            continue
+        for tape in stack:
+            tracked = tape._tracked
+            if any(x._id in tracked for x in inputs):
+                tape._nodes.append((prim, inputs, None, None, out._id, dict(attrs, k=k)))
+                tracked.add(out._id)
+
+
 @contextlib.contextmanager
 def stop_recording_all():
     """Pause every tape of this thread (used by custom_gradient's forward)."""

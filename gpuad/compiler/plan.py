@@ -60,7 +60,7 @@ def compile_graph(graph: Graph, buffers: bool = False) -> tuple:
             kernels = compile_groups([f[1] for f in mine], device)
             for (members, group, inputs, results, _), kernel in zip(mine, kernels):
                 graph.fused.append(FusedStep(group, kernel, device, inputs, results))
-                fused_steps[members[0]] = (kernel, inputs, results, set(members))
+                fused_steps[members[0]] = (kernel.unchecked, inputs, results, set(members))
     stats["fused"] = sum(len(s[3]) for s in fused_steps.values())
     stats["kernels"] = len(fused_steps)
     replay, source, memory = build_replay(graph, fused_steps, buffers=buffers)

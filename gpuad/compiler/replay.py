@@ -86,7 +86,8 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
     ``fused_steps`` (from the fusion pass) maps a node index to a fused kernel call
     replacing a run of nodes: ``(callable, input slots, output slots, node indices)``.
     """
-    from ..ops.table import READ_VARIABLE
+    from ..ops.state import PreparedUpdate
+    from ..ops.table import APPLY_UPDATE, READ_VARIABLE
     ns = {"T": Tensor, "W": _wrap}
     lines = []
     avals = graph.avals
@@ -165,6 +166,10 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
                     lines.append(f"b{node.out} = t{node.out}._data")
                 else:
                     lines.append(f"b{node.out} = v{n}._data")
+            elif prim is APPLY_UPDATE:  # an optimizer step, prepared once for the plan
+                step = PreparedUpdate(**attrs)
+                ns[f"e{n}"] = lambda *grads, _step=step: _step(grads)
+                lines.append(f"e{n}({', '.join(name(s) for s in ins)})")
             elif prim.eager is not None:
                 devices = tuple(avals[s][2] for s in ins)
                 ns[f"e{n}"] = functools.partial(_run_effect, prim, attrs, devices)

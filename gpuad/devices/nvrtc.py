@@ -262,16 +262,19 @@ def compile_family(family: str, arch: str, directory: Path | None = None,
     it in the cache. Raises :class:`KernelCompileError` with NVRTC's log when the
     sources do not compile, :class:`NvrtcUnavailableError` without NVRTC."""
     arch = parse_arch(arch)
-    source = assemble(family, directory)
-    opts = options(family, arch)
-    version = nvrtc_version()
-    key = cache_key(source, opts, version, arch)
+    return _compile_cached(family, assemble(family, directory), options(family, arch), arch, cache)
+
+
+def _compile_cached(name: str, source: str, opts, arch: str, cache: Path | None) -> Compiled:
+    """``source`` compiled with ``opts`` for ``arch``, or found in the cache under the
+    hash of all three and NVRTC's version."""
+    key = cache_key(source, opts, nvrtc_version(), arch)
     cache = Path(cache) if cache is not None else cache_dir()
-    path = cache / f"{family}-{arch}-{key}.{'ptx' if arch.startswith('compute_') else 'cubin'}"
+    path = cache / f"{name}-{arch}-{key}.{'ptx' if arch.startswith('compute_') else 'cubin'}"
     if path.is_file():
-        return Compiled(family, arch, path, True, 0.0)
+        return Compiled(name, arch, path, True, 0.0)
     start = time.perf_counter()
-    image = _compile(family, source, opts, arch.startswith("compute_"))
+    image = _compile(name, source, opts, arch.startswith("compute_"))
     seconds = time.perf_counter() - start
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -279,10 +282,10 @@ def compile_family(family: str, arch: str, directory: Path | None = None,
     except OSError as e:  # a read-only home, a root-owned image cache: run, but say so
         path = Path(tempfile.mkdtemp(prefix="gpuad-kernels-")) / path.name
         path.write_bytes(image)
-        warnings.warn(f"gpuad could not write its kernel cache in {cache} ({e}); the {family} kernels "
+        warnings.warn(f"gpuad could not write its kernel cache in {cache} ({e}); the {name} kernels "
                       f"are used from {path} and compiled again in the next process. Set "
-                      f"GPUAD_CACHE_DIR to a writable folder.", RuntimeWarning, stacklevel=2)
-    return Compiled(family, arch, path, False, seconds)
+                      f"GPUAD_CACHE_DIR to a writable folder.", RuntimeWarning, stacklevel=3)
+    return Compiled(name, arch, path, False, seconds)
 
 
 def compile_source(source: str, arch: str, name: str = "generated", cache: Path | None = None) -> Compiled:
@@ -299,23 +302,8 @@ def compile_source(source: str, arch: str, name: str = "generated", cache: Path 
     '.cubin'
     """
     arch = parse_arch(arch)
-    text = assemble_source(source, f"{name}.cu")
-    opts = options("generated", arch)
-    key = cache_key(text, opts, nvrtc_version(), arch)
-    cache = Path(cache) if cache is not None else cache_dir()
-    path = cache / f"{name}-{arch}-{key}.{'ptx' if arch.startswith('compute_') else 'cubin'}"
-    if path.is_file():
-        return Compiled(name, arch, path, True, 0.0)
-    start = time.perf_counter()
-    image = _compile(name, text, opts, arch.startswith("compute_"))
-    seconds = time.perf_counter() - start
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, image)
-    except OSError:  # an unwritable cache: use it from a temporary file (compile_family warns)
-        path = Path(tempfile.mkdtemp(prefix="gpuad-kernels-")) / path.name
-        path.write_bytes(image)
-    return Compiled(name, arch, path, False, seconds)
+    return _compile_cached(name, assemble_source(source, f"{name}.cu"), options("generated", arch),
+                           arch, cache)
 
 
 def _compile(family: str, source: str, opts, ptx: bool) -> bytes:

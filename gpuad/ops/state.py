@@ -124,86 +124,108 @@ ASSIGN_SUB = P("assign_sub", I.same_as_variable("assign_sub"), effect="write",
 # -- apply_update(*grads; rule, variables, slots, hyper, iterations, caches) ------------------------
 def _apply_update(*grads, rule, variables, slots, hyper, iterations, caches):
     """One optimizer step: ``variables[j] -= rule(grads[j], slots)``, with the
-    device's fused ``optim`` kernel, per (device, dtype) group; ``hyper`` maps
-    each group's NumPy dtype to the rule's hyperparameters; ``iterations`` (a
-    Variable, or None) counts the step. ``slots`` is a list of slot kinds,
-    each one Variable per variable (or a function returning that map, called
-    now: the optimizer's learning rate and step count of this very step).
-    Either every variable, slot and ``iterations`` changes, or none does."""
-    if callable(hyper):
-        hyper = hyper()
-    groups: dict = {}
-    for j, v in enumerate(variables):
-        key = (v._device, v._data.dtype)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [j]
-        else:
-            group.append(j)
-    state = list(variables)
-    for kind in slots:
-        state.extend(kind)
-    if iterations is not None:
-        state.append(iterations)
-    step = (grads, rule, variables, slots, hyper, iterations, caches, groups, state)
-    # A device that writes into the variables' buffers (the kernel devices' last
-    # launch) must not be stopped by Ctrl-C between that write and the commit; one
-    # that returns new buffers (cpu) is stopped cleanly anywhere before the commit.
-    if any(dev.optim_in_place for dev, _ in groups):
-        with deferred_interrupts(), locked(state):
-            _update(*step)
-    else:
-        with locked(state):
-            _update(*step)
+    device's fused ``optim`` kernel, per (device, dtype) group. ``slots`` is a
+    list of slot kinds, each one Variable per variable; ``hyper`` maps each
+    group's NumPy dtype to the rule's hyperparameters, or is a function returning
+    that map, called when the step runs (the optimizer's learning rate and step
+    count of this very step); ``iterations`` (a Variable, or None) counts the
+    step. Either every variable, slot and ``iterations`` changes, or none does."""
+    PreparedUpdate(rule, variables, slots, hyper, iterations, caches)([g._data for g in grads])
 
 
-def _update(grads, rule, variables, slots, hyper, iterations, caches, groups, state):
-    """The step of :func:`_apply_update`, once it holds every lock."""
-    # 1. Everything that can fail, before any variable changes.
-    count = None
-    if iterations is not None:
-        count = T.ADD.kernel(iterations._device)(iterations._data, _one(iterations))
-    # Every group but the last works out of place (on copies): if a later group
-    # fails, no variable has changed yet. The largest group goes last, in place.
-    ordered = list(groups.items())
-    if len(ordered) > 1:
-        ordered.sort(key=lambda item: sum(variables[j]._data.size for j in item[1]))
-    last = len(ordered) - 1
-    results = []  # per group: (its variables and slots, their new buffers)
-    for n, ((dev, dtype), idx) in enumerate(ordered):
-        cache = caches.get((dev, dtype))
-        if cache is None:
-            cache = caches[(dev, dtype)] = {}
-        every = [variables[j] for j in idx]
+class PreparedUpdate:
+    """An optimizer step with what does not change between its calls worked out
+    once (the (device, dtype) groups, their order, every variable the step
+    changes and their locks): ``PreparedUpdate(...)(grad_buffers)`` runs one step.
+    ``gpuad.function`` prepares each step of a plan once and replays it."""
+
+    __slots__ = ("rule", "variables", "slots", "hyper", "iterations", "caches", "ordered",
+                 "state", "lock", "in_place")
+
+    def __init__(self, rule, variables, slots, hyper, iterations, caches):
+        self.rule, self.variables, self.slots = rule, variables, slots
+        self.hyper, self.iterations, self.caches = hyper, iterations, caches
+        groups: dict = {}
+        for j, v in enumerate(variables):
+            key = (v._device, v._data.dtype)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [j]
+            else:
+                group.append(j)
+        # Every group but the last works out of place (on copies): if a later group
+        # fails, no variable has changed yet. The largest group goes last, in place.
+        ordered = list(groups.items())
+        if len(ordered) > 1:
+            ordered.sort(key=lambda item: sum(variables[j]._data.size for j in item[1]))
+        # per group: its key, its variables' indices, and every Variable it changes
+        self.ordered = []
+        for key, idx in ordered:
+            every = [variables[j] for j in idx]
+            for kind in slots:
+                every.extend([kind[j] for j in idx])
+            self.ordered.append((key, idx, every))
+        state = list(variables)
         for kind in slots:
-            every.extend([kind[j] for j in idx])
-        bufs = [v._data for v in every]
-        if dev.optim_in_place:
-            # Write in place only into buffers no Tensor sees; the others move to a copy.
-            writable = [v._writable() for v in every]
-            if not all(writable):
-                cache.clear()
-                copy = T.CAST.kernel(dev)
-                bufs = [b if w else copy(b, dtype=dtype) for w, b in zip(writable, bufs)]
-        k = len(idx)
-        new_params, new_slots = dev.optim(
-            rule, bufs[:k], [grads[j]._data for j in idx],
-            [bufs[k * (s + 1):k * (s + 2)] for s in range(len(slots))], hyper[dtype],
-            cache=cache, in_place=n == last)
-        new = list(new_params)
-        for kind in new_slots:
-            new.extend(kind)
-        if any([b is not a for a, b in zip(bufs, new)]):
-            cache.clear()  # the kernel's pointer tables name the old buffers
-        results.append((every, new))
-    # 2. The commit: reference swaps only.
-    with _commit(state):
-        for every, new in results:
-            for v, buf in zip(every, new):
-                if buf is not v._data:
-                    v._own(buf)
-        if count is not None:
-            iterations._own(count)
+            state.extend(kind)
+        if iterations is not None:
+            state.append(iterations)
+        self.state = state
+        self.lock = locked(state)
+        # A device that writes into the variables' buffers (the kernel devices' last
+        # launch) must not be stopped by Ctrl-C between that write and the commit; one
+        # that returns new buffers (cpu) is stopped cleanly anywhere before the commit.
+        self.in_place = any(dev.optim_in_place for (dev, _), _, _ in self.ordered)
+
+    def __call__(self, grads):
+        hyper = self.hyper() if callable(self.hyper) else self.hyper
+        if self.in_place:
+            with deferred_interrupts(), self.lock:
+                self._update(grads, hyper)
+        else:
+            with self.lock:
+                self._update(grads, hyper)
+
+    def _update(self, grads, hyper):
+        """The step, once it holds every lock (``grads``: the gradients' buffers)."""
+        # 1. Everything that can fail, before any variable changes.
+        iterations, caches, slots = self.iterations, self.caches, self.slots
+        count = None
+        if iterations is not None:
+            count = T.ADD.kernel(iterations._device)(iterations._data, _one(iterations))
+        last = len(self.ordered) - 1
+        results = []  # per group: (its variables and slots, their new buffers)
+        for n, ((dev, dtype), idx, every) in enumerate(self.ordered):
+            cache = caches.get((dev, dtype))
+            if cache is None:
+                cache = caches[(dev, dtype)] = {}
+            bufs = [v._data for v in every]
+            if dev.optim_in_place:
+                # Write in place only into buffers no Tensor sees; the others move to a copy.
+                writable = [v._writable() for v in every]
+                if not all(writable):
+                    cache.clear()
+                    copy = T.CAST.kernel(dev)
+                    bufs = [b if w else copy(b, dtype=dtype) for w, b in zip(writable, bufs)]
+            k = len(idx)
+            new_params, new_slots = dev.optim(
+                self.rule, bufs[:k], [grads[j] for j in idx],
+                [bufs[k * (s + 1):k * (s + 2)] for s in range(len(slots))], hyper[dtype],
+                cache=cache, in_place=n == last)
+            new = list(new_params)
+            for kind in new_slots:
+                new.extend(kind)
+            if any([b is not a for a, b in zip(bufs, new)]):
+                cache.clear()  # the kernel's pointer tables name the old buffers
+            results.append((every, new))
+        # 2. The commit: reference swaps only.
+        with _commit(self.state):
+            for every, new in results:
+                for v, buf in zip(every, new):
+                    if buf is not v._data:
+                        v._own(buf)
+            if count is not None:
+                iterations._own(count)
 
 
 _ones: dict = {}
