@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     bench_parser = sub.add_parser(
         "bench", help="time gpuad's workloads beside every installed peer (PyTorch, JAX, "
                       "TensorFlow, autograd); writes JSON, Markdown, PNG and a log",
-        description="Run gpuad's workloads beside PyTorch, JAX (op by op and jax.jit), "
+        description="Run gpuad's workloads, eager and in gpuad.function, beside PyTorch, "
+                    "JAX (op by op and jax.jit), "
                     "TensorFlow (eager and tf.function) and HIPS autograd, whichever are "
                     "installed, on the CPU or a GPU. Every result is checked against a float64 "
                     "NumPy reference before it is timed; writes <out>/<device>-<date>.json, "

@@ -108,5 +108,10 @@ def load(path: Path) -> ctypes.CDLL:
         with _lock:
             lib = _loaded.get(path)
             if lib is None:
+                # OpenMP's threads (libgomp reads this when the first library loads)
+                # sleep between parallel loops instead of spinning: spinning, they
+                # took the cores from the BLAS threads of the matmuls in between
+                # (the 4096-batch MLP step was 20 % slower).
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 lib = _loaded[path] = ctypes.CDLL(str(path))
     return lib
