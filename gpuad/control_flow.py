@@ -26,6 +26,8 @@ reverse.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import nest
 from . import tape as _tape
 from .compiler.graph import Node
@@ -362,7 +364,7 @@ class _Like:
         self.shape = aval[0]
 
 
-_HISTORY = __import__("numpy").dtype(object)  # the loop variables of every iteration (a list)
+_HISTORY = np.dtype(object)  # a slot holding the loop variables of every iteration (a list)
 
 
 def _while_vjp(g, out, *inputs, body, n_vars, n_caps, effectful, k):

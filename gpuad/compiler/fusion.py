@@ -21,7 +21,7 @@ import numpy as np
 
 from .graph import Graph
 
-__all__ = ["fuse"]
+__all__ = ["fuse", "group_plan"]
 
 _FAMILIES = frozenset({"unary", "binary", "unary_grad", "where", "cast"})
 _DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))
@@ -90,8 +90,7 @@ def fuse(graph: Graph, min_ops: int = 2) -> list:
         close()
         order.append(node)
     close()
-    if any(len(g) for g in groups):
-        graph.nodes = [n for n in order]
+    graph.nodes = order
     return groups
 
 

@@ -28,7 +28,7 @@ from ..ops.core import eager, interpreting
 from ..tensor import Tensor, Variable, _Shape
 from .graph import Graph, Node
 
-__all__ = ["Traced", "Tracer", "TracingError", "tracer"]
+__all__ = ["Traced", "Tracer", "TracingError", "tracer", "current", "same_value", "variable_created"]
 
 
 class TracingError(TypeError):
