@@ -16,6 +16,7 @@ group of element-wise ops, on every available device, against the eager kernels.
 import math
 import shutil
 import subprocess
+import zlib
 
 import numpy as np
 import pytest
@@ -41,6 +42,10 @@ CHECKED_INT = {"floordiv", "floormod", "pow"}
 TRANSCENDENTAL = {"Exp", "Log", "Log1p", "Expm1", "Sin", "Cos", "Tan", "Tanh", "Erf", "Sigmoid", "Softplus", "Pow",
                   "SinGrad", "CosGrad"}
 ULPS = 4
+# The cpu device's eager erf is its own series (NumPy has no erf ufunc), within
+# 4e-15 relative of the true value in float64 (tests/devices/test_cpu_erf.py): about
+# 20 ulps, where the fused kernel calls the C library's erf.
+ERF_ULPS = 20
 
 
 def _device_param(name):
@@ -128,7 +133,7 @@ def row_cases(name):
     """``(group, input arrays)`` one-op cases of row ``name``: every dtype its rule
     accepts, with broadcasting and size-0/size-1 axes."""
     prim = PRIMITIVES[name]
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # the same draws in every run
     cases = []
     if prim.family == "fill":
         for dt in DTYPES:
@@ -196,7 +201,8 @@ def test_row_as_one_op_group_equals_eager(compiled, name):
         want = _eager(dev, op, [_on(dev, a) for a in arrays], group.shape)
         exact = dev.name != "cpu" or PRIMITIVES[op.prim].functor not in TRANSCENDENTAL
         try:
-            assert_same(_host(dev, got[0]), _host(dev, want._data), 0 if exact else ULPS)
+            ulps = 0 if exact else ERF_ULPS if op.prim == "erf" else ULPS
+            assert_same(_host(dev, got[0]), _host(dev, want._data), ulps)
         except AssertionError as e:
             raise AssertionError(f"{name} {[str(x.dtype) for x in group.inputs]} {[x.shape for x in group.inputs]}"
                                  f" -> {group.shape}: {e}") from None
