@@ -1,6 +1,7 @@
 """The exception types gpuad raises beyond Python's own."""
 
-__all__ = ["InvalidArgumentError", "OutOfMemoryError", "KernelCompileError", "KernelLaunchError"]
+__all__ = ["InvalidArgumentError", "OutOfMemoryError", "KernelCompileError", "KernelLaunchError",
+           "GraphCaptureError"]
 
 
 class InvalidArgumentError(ValueError):
@@ -76,6 +77,12 @@ class KernelLaunchError(RuntimeError):
         super().__init__(message)
         self.kernel = kernel
         self.op = op
+
+
+class GraphCaptureError(RuntimeError):
+    """Work queued while a device graph was being recorded needed the host (a
+    transfer or a wait), which a graph cannot replay. ``gpuad.function`` catches
+    it and runs that part of its plan without a graph."""
 
 
 #: The environment variable that turns on index checks on kernel devices (read when

@@ -1,13 +1,16 @@
 """From a traced graph to the plan a call replays: the passes, fusion, the fused
 kernels compiled for the graph's device, and the replay around them.
 
-``GPUAD_FUSION=0`` turns fusion off (every node runs its own kernel), to compare.
+``GPUAD_FUSION=0`` turns fusion off (every node runs its own kernel), and
+``GPUAD_CUDA_GRAPHS=0`` device graphs (:mod:`.capture`), to compare.
 """
 from __future__ import annotations
 
 import os
+import threading
 
 from . import passes
+from .capture import graphs_enabled
 from .fusion import fuse, group_plan
 from .graph import Graph
 from .replay import build_replay
@@ -63,11 +66,26 @@ def compile_graph(graph: Graph, buffers: bool = False) -> tuple:
                 fused_steps[members[0]] = (kernel.unchecked, inputs, results, set(members))
     stats["fused"] = sum(len(s[3]) for s in fused_steps.values())
     stats["kernels"] = len(fused_steps)
-    replay, source, memory = build_replay(graph, fused_steps, buffers=buffers)
+    graphs = graphs_enabled() and not buffers  # (a branch or loop body runs inside a replay)
+    replay, source, memory = build_replay(graph, fused_steps, buffers=buffers, graphs=graphs)
     stats["buffers"] = len(memory)
+    stats["graphs"] = source.count("\ndef segment") + source.startswith("def segment")
     if memory:
         replay = _with_memory(replay, memory)
+    if stats["graphs"]:
+        replay = _one_at_a_time(replay)
     return replay, source, stats
+
+
+def _one_at_a_time(replay):
+    """The replay, run by one thread at a time: a device graph's buffers are the
+    same at every launch, so two calls at once would share them."""
+    lock = threading.Lock()
+
+    def run(*buffers):
+        with lock:
+            return replay(*buffers)
+    return run
 
 
 def _with_memory(replay, kinds):

@@ -75,7 +75,7 @@ def _kernel_of(node, avals):
 
 
 def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
-                 plan_fused_outputs=True):
+                 plan_fused_outputs=True, graphs=False):
     """The graph's replay: ``(replay, source, memory)``. ``replay(*param_buffers)``
     returns the output Tensors; with ``buffers``, the output buffers (a branch of a
     ``cond`` or a loop body, run by its node inside another replay). ``memory``
@@ -85,11 +85,15 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
 
     ``fused_steps`` (from the fusion pass) maps a node index to a fused kernel call
     replacing a run of nodes: ``(callable, input slots, output slots, node indices)``.
+
+    With ``graphs``, runs of kernels on a device with graphs are replayed as device
+    graphs (:mod:`gpuad.compiler.capture`): each run becomes a function of its own,
+    called through a :class:`~gpuad.compiler.capture.CapturedSegment`.
     """
+    from .capture import CapturedSegment, find_segments
     from ..ops.state import PreparedUpdate
     from ..ops.table import APPLY_UPDATE, READ_VARIABLE
     ns = {"T": Tensor, "W": _wrap}
-    lines = []
     avals = graph.avals
     # which lease holder (the read's Tensor, ``t<slot>``) each slot's buffer depends on
     holder: dict[int, int] = {}
@@ -117,11 +121,15 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
     for s in graph.constants:
         ns[f"c{s}"] = _contiguous(graph.constants[s])
 
+    segments = find_segments(graph, steps) if graphs else []
+    in_segment = {i: k for k, (first, last) in enumerate(segments) for i in range(first, last + 1)}
+
     # Lease holders: a read of a variable on a device that updates in place, and
     # the views of it (aliasing rows), share the read's lease until the last of
-    # them is last used (or forever, when one is an output).
+    # them is last used (or forever, when one is an output). A read inside a graph
+    # holds none: its value never leaves the graph (find_segments sees to that).
     for i, (kind, _, ins, outs, node) in enumerate(steps):
-        if kind != "node":
+        if kind != "node" or i in in_segment:
             continue
         if node.prim is READ_VARIABLE and node.attrs["variable"]._device.optim_in_place:
             holder[node.out] = node.out
@@ -137,7 +145,11 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
     def name(s):
         return f"c{s}" if s in graph.constants else f"b{s}"
 
+    captured = {id(steps[i]) for i in in_segment}
+
     def writes_into(step):
+        if id(step) in captured:  # a graph's buffers are its own, the same at every launch
+            return False
         kind, ref, ins, outs, node = step
         if kind == "fused":
             return plan_fused_outputs
@@ -145,7 +157,9 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
 
     memory, kinds = plan_memory(graph, steps, last_use, writes_into) if plan else ({}, [])
 
-    for i, (kind, ref, ins, outs, node) in enumerate(steps):
+    def emit(i, lines, releases=True):
+        """The lines of step ``i``: its call and the ``del`` of what no later step reads."""
+        kind, ref, ins, outs, node = steps[i]
         if kind == "fused":
             lhs = ", ".join(f"b{s}" for s in outs)
             args = [name(s) for s in ins]
@@ -194,8 +208,56 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
         for s in outs:
             if s not in last_use and s not in outputs and s not in holder:
                 lines.append(f"del b{s}")
-        for h in release_holder.get(i, ()):
-            lines.append(f"del t{h}")
+        if releases:
+            for h in release_holder.get(i, ()):
+                lines.append(f"del t{h}")
+
+    def emit_segment(k, lines):
+        """Steps ``first..last`` as the function ``segment<k>``, and its call."""
+        first, last = segments[k]
+        inputs, produced, reads = [], [], []
+        for i in range(first, last + 1):
+            for s in steps[i][2]:
+                if s not in produced and s not in inputs and s not in graph.constants:
+                    inputs.append(s)
+            produced.extend(steps[i][3])
+            node = steps[i][4]
+            if node is not None and node.prim is READ_VARIABLE:
+                reads.append(node.attrs["variable"])
+        results = [s for s in produced if s in outputs or last_use.get(s, -1) > last]
+        body = []
+        for i in range(first, last + 1):
+            emit(i, body, releases=False)
+        body.append("return (" + "".join(f"b{s}, " for s in results).rstrip(" ") + ")")
+        segment_sources.append(f"def segment{k}({', '.join(f'b{s}' for s in inputs)}):\n"
+                               + "".join(f"    {line}\n" for line in body))
+        device = avals[produced[0]][2]
+        ns[f"s{k}"] = (k, reads, device, [s in outputs or _may_keep(s, last) for s in results])
+        lhs = "".join(f"b{s}, " for s in results) + "= " if results else ""
+        lines.append(f"{lhs}s{k}({', '.join(name(s) for s in inputs)})")
+        for s in inputs:
+            if first <= last_use.get(s, -1) <= last and s not in outputs and s not in graph.params:
+                lines.append(f"del b{s}")
+        for i in range(first, last + 1):
+            for h in release_holder.get(i, ()):
+                lines.append(f"del t{h}")
+
+    def _may_keep(s, last) -> bool:
+        """Whether a step after ``last``, outside any graph, could keep buffer ``s``."""
+        for j in range(last + 1, len(steps)):
+            kind, _, ins, _, node = steps[j]
+            if s in ins and j not in in_segment and kind != "fused" and \
+                    not _reads_only(node) and node.prim is not APPLY_UPDATE:
+                return True
+        return False
+
+    lines, segment_sources = [], []
+    for i in range(len(steps)):
+        k = in_segment.get(i)
+        if k is None:
+            emit(i, lines)
+        elif i == segments[k][0]:
+            emit_segment(k, lines)
 
     results = []
     if buffers:
@@ -219,7 +281,12 @@ def build_replay(graph: Graph, fused_steps=None, buffers=False, plan=True,
     lines.append("return (" + "".join(r + ", " for r in results).rstrip(" ") + ")")
     params = [f"b{s}" for s in graph.params] + (["m"] if kinds else [])
     source = f"def replay({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in lines)
+    source = "\n".join(segment_sources + [source])
     exec(compile(source, f"<gpuad replay of {graph.name}>", "exec"), ns)
+    for k in range(len(segments)):
+        _, reads, device, copy_out = ns[f"s{k}"]
+        ns[f"s{k}"] = CapturedSegment(ns[f"segment{k}"], device, reads, copy_out,
+                                      name=f"{graph.name} (graph {k})")
     return ns["replay"], source.rstrip("\n"), kinds
 
 

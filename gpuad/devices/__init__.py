@@ -119,6 +119,13 @@ class Device:
     #: not be interrupted between that write and adopting the results.
     optim_in_place: bool = True
 
+    #: On devices with graphs (the kernel devices), ``capture(fn) -> (graph, result)``:
+    #: run ``fn()`` recording, not running, the device work it queues; ``graph.launch()``
+    #: then runs all of it again, on the same buffers, as one launch (a CUDA graph on
+    #: ``cuda``). It raises :class:`gpuad.errors.GraphCaptureError` when ``fn`` needs the
+    #: host meanwhile (a transfer, a wait). None where there are no graphs (cpu).
+    capture = None
+
 
 _factories: dict[str, callable] = {}
 _instances: dict[str, Device] = {}

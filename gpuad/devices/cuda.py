@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from ..errors import KernelLaunchError, OutOfMemoryError
+from ..errors import GraphCaptureError, KernelLaunchError, OutOfMemoryError
 from . import nvrtc
 from .launch import KernelDevice
 from .nvrtc import CudaUnavailableError
@@ -191,6 +191,7 @@ class CupyLauncher:
         self._occupancy: dict[tuple, int] = {}   # (kernel, block, shared_mem) -> blocks
         self._lock = threading.Lock()
         self._generated: dict[str, _CudaGenerated] = {}  # generated source -> its module
+        self._capturing = None  # the thread running :meth:`capture`, while it runs
 
     def target(self) -> str:
         """What the kernels are built as for this GPU: ``sm_90`` (a cubin), or PTX for
@@ -266,10 +267,47 @@ class CupyLauncher:
                 f"before are intact.", requested=int(nbytes), device=self.name)
 
     def from_host(self, array):
+        self._no_host("a copy from the host")
         return self._alloc(lambda: self._cupy.asarray(array), array.nbytes)
 
     def to_host(self, buffer):
+        self._no_host("a copy to the host")
         return self._cupy.asnumpy(buffer)
+
+    def _no_host(self, what):
+        # CUDA itself refuses most of these while a stream captures, but a copy from
+        # pageable host memory could be recorded as one that reads that memory at every
+        # replay: refuse them all, with the reason.
+        if self._capturing == threading.get_ident():
+            raise GraphCaptureError(f"{self.name}: {what} while capturing a CUDA graph (a graph "
+                                    f"replays device work only)")
+
+    def capture(self, fn):
+        """``(graph, fn())``: the kernels, copies and cuBLAS calls ``fn`` queues,
+        captured into a CUDA graph (CuPy's stream capture on a stream of its own),
+        not run; ``graph.launch()`` runs them on the current stream. What ``fn``
+        allocates comes from a memory pool the graph owns, so those buffers stay
+        the graph's after the capture (no later allocation can be handed them)."""
+        cp = self._cupy
+        if self._capturing is not None:
+            raise GraphCaptureError(f"{self.name}: a graph is being captured already; captures do not nest")
+        pool = cp.cuda.MemoryPool()
+        stream = cp.cuda.Stream(non_blocking=True)
+        with self._device, cp.cuda.using_allocator(pool.malloc), stream:
+            stream.begin_capture()
+            self._capturing = threading.get_ident()
+            try:
+                result = fn()
+            except BaseException:
+                self._capturing = None
+                try:  # ends the (now invalid) capture; its error is the one above
+                    stream.end_capture()
+                except Exception:
+                    pass
+                raise
+            self._capturing = None
+            graph = stream.end_capture()
+        return _CudaGraph(self, graph, pool), result
 
     def launch(self, kernel, grid, block, args, shared_mem=0):
         fn = self._functions.get(kernel)
@@ -343,6 +381,17 @@ class CupyLauncher:
         with self._device:
             rt.memcpyAsync(dst.data.ptr + dst_offset, src.data.ptr + src_offset, nbytes,
                            rt.memcpyDeviceToDevice, self._cupy.cuda.get_current_stream().ptr)
+
+
+class _CudaGraph:
+    """A captured CUDA graph and the memory pool of the buffers it uses."""
+
+    def __init__(self, launcher: CupyLauncher, graph, pool):
+        self.launcher, self.graph, self.pool = launcher, graph, pool
+
+    def launch(self):
+        with self.launcher._device:
+            self.graph.launch()  # on the current stream, in order with the kernels
 
 
 class _CudaGenerated:

@@ -13,6 +13,8 @@ array([3., 6.], dtype=float32)
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import itertools
 import os
 import shutil
@@ -20,6 +22,7 @@ import threading
 
 import numpy as np
 
+from ..errors import GraphCaptureError
 from .cpu_memory import host_empty
 from .kernel_sources import kernel_dir
 from .launch import KernelDevice
@@ -51,6 +54,8 @@ class HostLauncher:
         # kernel forgot to write shows up in tests.
         self.poison = os.environ.get("GPUAD_POISON") == "1" if poison is None else poison
         self._generated: dict[str, _HostGenerated] = {}  # source hash -> module
+        # While :meth:`capture` runs: (the capturing thread, the work it recorded).
+        self._capture: tuple | None = None
 
     def module(self):
         if self._module is None:
@@ -89,16 +94,28 @@ class HostLauncher:
         return out
 
     def from_host(self, array):
+        self._no_host("a copy from the host")
         return np.array(array, copy=True)
 
     def to_host(self, buffer):
+        self._no_host("a copy to the host")
         return np.array(buffer, copy=True)
 
     def launch(self, kernel, grid, block, args, shared_mem=0):
-        self.module().launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self._seeds))
+        self._run(self.module(), kernel, grid, block, args, shared_mem)
+
+    def _run(self, module, kernel, grid, block, args, shared_mem):
+        """Run one kernel of ``module`` now, or record it while capturing."""
+        work = self._recording()
+        if work is None:
+            module.launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self._seeds))
+        else:
+            work.append(lambda: module.launch(kernel, grid, block, args, shared_mem=shared_mem,
+                                              seed=next(self._seeds)))
 
     def synchronize(self):
         """Nothing to wait for: a host launch returns when the kernel has finished."""
+        self._no_host("a wait for the device")
 
     def matmul(self, a, b, transpose_a, transpose_b):
         # stands in for cuBLAS, which the cuda device calls through cupy.matmul
@@ -106,13 +123,63 @@ class HostLauncher:
             a = np.swapaxes(a, -1, -2)
         if transpose_b:
             b = np.swapaxes(b, -1, -2)
-        return np.matmul(a, b)
+        work = self._recording()
+        if work is None:
+            return np.matmul(a, b)
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        out = self.empty(shape, np.result_type(a.dtype, b.dtype))
+        work.append(functools.partial(np.matmul, a, b, out=out))
+        return out
 
     def copy_bytes(self, dst, dst_offset, src, src_offset, nbytes):
         """Copy ``nbytes`` bytes of ``src`` from byte ``src_offset`` to ``dst`` at byte
         ``dst_offset`` (stands in for the cuda launcher's ``cudaMemcpyAsync``)."""
-        import ctypes
-        ctypes.memmove(dst.ctypes.data + dst_offset, src.ctypes.data + src_offset, nbytes)
+        copy = functools.partial(ctypes.memmove, dst.ctypes.data + dst_offset,
+                                 src.ctypes.data + src_offset, nbytes)
+        work = self._recording()
+        if work is None:
+            copy()
+        else:
+            work.append(lambda: copy() and None)
+
+    # -- graphs: the cuda launcher's stream capture, on the host ---------------------
+    def capture(self, fn):
+        """``(graph, fn())`` where ``graph.launch()`` runs the kernels and copies that
+        ``fn`` queued, which are recorded, not run (as CUDA stream capture does:
+        buffers ``fn`` allocates are allocated, their contents are not computed). A
+        transfer or wait meanwhile raises :class:`GraphCaptureError`, as it does on cuda."""
+        if self._capture is not None:
+            raise GraphCaptureError("emulated: a graph is being captured already; captures do not nest")
+        work: list = []
+        self._capture = (threading.get_ident(), work)
+        try:
+            result = fn()
+        finally:
+            self._capture = None
+        return _HostGraph(work), result
+
+    def _recording(self):
+        """The list the current thread's launches go to while it captures, else None."""
+        capture = self._capture
+        if capture is not None and capture[0] == threading.get_ident():
+            return capture[1]
+        return None
+
+    def _no_host(self, what):
+        if self._recording() is not None:
+            raise GraphCaptureError(f"emulated: {what} while capturing a graph (a graph replays "
+                                    f"device work only)")
+
+
+class _HostGraph:
+    """Recorded host launches, run again in their order by :meth:`launch`."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def launch(self):
+        for run in self.work:
+            run()
 
 
 class _HostGenerated:
@@ -122,7 +189,7 @@ class _HostGenerated:
         self.launcher, self.host_module = launcher, module
 
     def launch(self, kernel, grid, block, args, shared_mem=0):
-        self.host_module.launch(kernel, grid, block, args, shared_mem=shared_mem, seed=next(self.launcher._seeds))
+        self.launcher._run(self.host_module, kernel, grid, block, args, shared_mem)
 
     def max_blocks_for(self, kernel, block, shared_mem=0):
         return self.launcher.max_blocks

@@ -36,8 +36,8 @@ import re
 import numpy as np
 
 from .. import KERNEL_SET, Device
-from ...errors import (KernelCompileError, KernelLaunchError, OutOfMemoryError, index_checks_enabled,
-                       index_error)
+from ...errors import (GraphCaptureError, KernelCompileError, KernelLaunchError, OutOfMemoryError,
+                       index_checks_enabled, index_error)
 from ..nvrtc import CudaUnavailableError
 from . import common as L
 from . import elementwise as _elementwise
@@ -118,6 +118,10 @@ class KernelDevice(Device):
     def matmul(self, op, a, b, transpose_a, transpose_b):
         return self.launcher.matmul(a, b, transpose_a, transpose_b)
 
+    def capture(self, fn):
+        """:attr:`Device.capture`: a CUDA graph on cuda, recorded host launches on emulated."""
+        return self.launcher.capture(fn)
+
     def check_indices(self, op, indices, n, axis=None, shape=None):
         """With index checks on (``checks_indices``, from ``GPUAD_CHECK_INDICES`` when the
         device was created), raise the cpu device's InvalidArgumentError if an element of
@@ -158,7 +162,7 @@ class KernelDevice(Device):
             self.launcher.launch(kernel, blocks, block, args, shared_mem)
             if self.sync:
                 self.launcher.synchronize()
-        except (MemoryError, TypeError, ValueError, CudaUnavailableError):
+        except (MemoryError, TypeError, ValueError, CudaUnavailableError, GraphCaptureError):
             raise  # out of memory; arguments that do not fit the kernel's parameters; no NVRTC
         except RuntimeError as e:
             raise self._launch_error(kernel, e, op) from e
@@ -214,6 +218,8 @@ class KernelDevice(Device):
             self.launcher.copy_bytes(dst, dst_offset, src, src_offset, nbytes)
             if self.sync:
                 self.launcher.synchronize()
+        except GraphCaptureError:
+            raise
         except RuntimeError as e:
             raise self._launch_error("copy_bytes (cudaMemcpyAsync)", e, op) from e
 
@@ -236,7 +242,7 @@ class GeneratedModule:
             self.module.launch(kernel, blocks, block, args, 0)
             if dev.sync:
                 dev.launcher.synchronize()
-        except (MemoryError, TypeError, ValueError, CudaUnavailableError):
+        except (MemoryError, TypeError, ValueError, CudaUnavailableError, GraphCaptureError):
             raise
         except RuntimeError as e:
             raise dev._launch_error(kernel, e, op) from e
