@@ -15,7 +15,7 @@
 #                       kernel cache the later steps use)
 #   3. pytest.log       the cuda-marked tests (python -m pytest -m cuda), but for
 #                       gpuad.function's, which compile a module per function:
-#   3b. function.log    a sample of them: fused kernels (tests/compiler), compiled
+#   3b. function.log    a sample of them: fused kernels and CUDA graphs (tests/compiler), compiled
 #                       training loops, replays without transfers, control flow
 #   4. bandwidth.log    benchmarks/kernels.py: each kernel family's bandwidth against
 #                       a device-to-device copy, and the launch overhead (+ JSON)
@@ -50,7 +50,7 @@ if [ "$DEVICE" = emulated ]; then
 else
     ARCH=native
     PYTEST=(-m cuda)
-    FUNCTION=(-m cuda -k "codegen or training_loop or no_transfer or while_loop_traced or cond_traced")
+    FUNCTION=(-m cuda -k "codegen or graphs or training_loop or no_transfer or while_loop_traced or cond_traced")
     BANDWIDTH=(--device cuda)
     BENCH=(--device cuda --quick)
 fi
